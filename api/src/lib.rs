@@ -1,0 +1,1 @@
+//! The grantline service and CLI: thin glue over `ledger` and `projector`.

@@ -1,0 +1,190 @@
+//! The JSON statement inside a DSSE envelope (DESIGN.md section 3).
+//!
+//! The ledger decodes only the common fields; `data` stays a JSON object that the projector
+//! interprets per event type.
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Statement ids are 1-128 chars of `[A-Za-z0-9._:-]`.
+pub const STATEMENT_ID_BYTES_MAX: usize = 128;
+/// Actor names match `^[a-z0-9][a-z0-9._-]{0,63}$`.
+pub const ACTOR_NAME_BYTES_MAX: usize = 64;
+/// JSON nesting deeper than this is rejected before parsing (hostile input).
+pub const JSON_DEPTH_MAX: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StatementError {
+    #[error("statement is not valid UTF-8")]
+    NotUtf8,
+    #[error("statement JSON nests deeper than {JSON_DEPTH_MAX} levels")]
+    TooDeep,
+    #[error("statement is not valid: {0}")]
+    Json(String),
+    #[error("invalid statement id {0:?}: 1-128 characters of [A-Za-z0-9._:-]")]
+    InvalidId(String),
+    #[error("invalid actor name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,63}}$")]
+    InvalidActor(String),
+    #[error("invalid issued_at {0:?}: must be an RFC 3339 UTC timestamp")]
+    InvalidTime(String),
+    #[error("data must be a JSON object")]
+    DataNotObject,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    pub ledger: String,
+    pub id: String,
+    pub actor: String,
+    pub issued_at: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+impl Statement {
+    /// Decodes and validates a statement from the envelope's payload bytes.
+    pub fn parse(payload: &[u8]) -> Result<Statement, StatementError> {
+        let text = std::str::from_utf8(payload).map_err(|_| StatementError::NotUtf8)?;
+        if json_depth_exceeds(text, JSON_DEPTH_MAX) {
+            return Err(StatementError::TooDeep);
+        }
+        let st: Statement = serde_json::from_str(text).map_err(|e| StatementError::Json(e.to_string()))?;
+        st.validate()?;
+        Ok(st)
+    }
+
+    pub fn validate(&self) -> Result<(), StatementError> {
+        if !is_valid_statement_id(&self.id) {
+            return Err(StatementError::InvalidId(self.id.clone()));
+        }
+        if !is_valid_actor_name(&self.actor) {
+            return Err(StatementError::InvalidActor(self.actor.clone()));
+        }
+        parse_rfc3339_ms(&self.issued_at).ok_or_else(|| StatementError::InvalidTime(self.issued_at.clone()))?;
+        if !self.data.is_object() {
+            return Err(StatementError::DataNotObject);
+        }
+        Ok(())
+    }
+
+    /// `issued_at` in Unix milliseconds. Valid after [`Statement::parse`].
+    pub fn issued_at_ms(&self) -> i64 {
+        parse_rfc3339_ms(&self.issued_at).unwrap_or(i64::MIN)
+    }
+
+    /// The payload bytes a client signs.
+    pub fn to_payload(&self) -> Vec<u8> {
+        // Serialising a struct of strings and a Value cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+pub fn is_valid_statement_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= STATEMENT_ID_BYTES_MAX
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+pub fn is_valid_actor_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= ACTOR_NAME_BYTES_MAX
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Parses an RFC 3339 timestamp to Unix milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-29T01:02:03.456Z`, or without the
+/// fraction when it is zero).
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => t.format(&Rfc3339).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// True when `text` has JSON arrays/objects nested deeper than `max` (strings are skipped).
+fn json_depth_exceeds(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"ledger":"l.example/ci","id":"req-1","actor":"bot","issued_at":"2026-11-29T00:00:00Z","type":"access.requested","data":{{}}{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn parses_common_fields() {
+        let st = Statement::parse(&payload("")).unwrap();
+        assert_eq!(st.ledger, "l.example/ci");
+        assert_eq!(st.kind, "access.requested");
+        assert_eq!(st.issued_at_ms(), 1_795_910_400_000);
+        assert_eq!(Statement::parse(&st.to_payload()).unwrap(), st);
+    }
+
+    #[test]
+    fn rejects_unknown_missing_and_invalid_fields() {
+        assert!(matches!(Statement::parse(&payload(r#","extra":1"#)), Err(StatementError::Json(_))));
+        assert!(matches!(Statement::parse(br#"{"ledger":"x"}"#), Err(StatementError::Json(_))));
+        assert_eq!(Statement::parse(b"\xff"), Err(StatementError::NotUtf8));
+        let bad_id = String::from_utf8(payload("")).unwrap().replace("req-1", "req 1");
+        assert!(matches!(Statement::parse(bad_id.as_bytes()), Err(StatementError::InvalidId(_))));
+        let bad_actor = String::from_utf8(payload("")).unwrap().replace("\"bot\"", "\"Bot\"");
+        assert!(matches!(Statement::parse(bad_actor.as_bytes()), Err(StatementError::InvalidActor(_))));
+        let bad_time = String::from_utf8(payload("")).unwrap().replace("2026-11-29T00:00:00Z", "yesterday");
+        assert!(matches!(Statement::parse(bad_time.as_bytes()), Err(StatementError::InvalidTime(_))));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(Statement::parse(deep.as_bytes()), Err(StatementError::TooDeep));
+    }
+
+    #[test]
+    fn names_and_ids() {
+        assert!(is_valid_actor_name("conda-forge-bot"));
+        assert!(!is_valid_actor_name("-bot"));
+        assert!(!is_valid_actor_name(&"a".repeat(65)));
+        assert!(is_valid_statement_id("usage:job.42_a-b"));
+        assert!(!is_valid_statement_id(""));
+        assert!(!is_valid_statement_id(&"a".repeat(129)));
+        assert_eq!(format_rfc3339_ms(1_795_910_400_000), "2026-11-29T00:00:00Z");
+    }
+}
