@@ -63,7 +63,7 @@ impl Statement {
         if !is_valid_actor_name(&self.actor) {
             return Err(StatementError::InvalidActor(self.actor.clone()));
         }
-        parse_rfc3339_ms(&self.issued_at).ok_or_else(|| StatementError::InvalidTime(self.issued_at.clone()))?;
+        parse_rfc3339_utc_ms(&self.issued_at).ok_or_else(|| StatementError::InvalidTime(self.issued_at.clone()))?;
         if !self.data.is_object() {
             return Err(StatementError::DataNotObject);
         }
@@ -99,6 +99,15 @@ pub fn is_valid_actor_name(name: &str) -> bool {
 /// Parses an RFC 3339 timestamp to Unix milliseconds.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Parses an RFC 3339 timestamp in UTC (`Z` or `+00:00`) to Unix milliseconds.
+pub fn parse_rfc3339_utc_ms(text: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    if !t.offset().is_utc() {
+        return None;
+    }
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -173,6 +182,8 @@ mod tests {
         assert!(matches!(Statement::parse(bad_actor.as_bytes()), Err(StatementError::InvalidActor(_))));
         let bad_time = String::from_utf8(payload("")).unwrap().replace("2026-11-29T00:00:00Z", "yesterday");
         assert!(matches!(Statement::parse(bad_time.as_bytes()), Err(StatementError::InvalidTime(_))));
+        let not_utc = String::from_utf8(payload("")).unwrap().replace("00:00:00Z", "02:00:00+02:00");
+        assert!(matches!(Statement::parse(not_utc.as_bytes()), Err(StatementError::InvalidTime(_))));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(Statement::parse(deep.as_bytes()), Err(StatementError::TooDeep));
     }

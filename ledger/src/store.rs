@@ -1,10 +1,30 @@
 //! The append-only store on sled: records by seq and by statement id, and the Merkle tree's
 //! stored hashes, written together and made durable with one flush per batch.
+//!
+//! On disk: one sled tree, `log`, with key prefixes
+//!
+//! ```text
+//! "f"                    format marker, STORE_FORMAT
+//! "r" || seq u64 BE      leaf bytes of record seq
+//! "i" || statement id    seq u64 BE
+//! "h" || tile u64 BE     stored Merkle hashes [256·tile, 256·tile + 256), 32 bytes each
+//! "m" || key             meta blobs (projection snapshots), not part of the log
+//! ```
+//!
+//! A batch writes its records, ids and the touched hash tiles (the last partial tile is
+//! rewritten) with one atomic `apply_batch`, then one flush: after a crash either the whole
+//! batch is there or none of it. The stored hashes are also kept in memory (about 64 MB per
+//! million records), loaded from ~8k tiles per million records at open, so roots and proofs
+//! never touch sled.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use crate::merkle::MerkleError;
-use crate::record::{Record, RecordError};
+use crate::merkle::{self, HashReader, MerkleError};
+use crate::record::{Record, RecordError, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};
+use crate::statement::STATEMENT_ID_BYTES_MAX;
 use crate::Hash;
 
 /// At most this many entries are appended with one flush.
@@ -24,6 +44,227 @@ pub enum StoreError {
     Merkle(#[from] MerkleError),
     #[error("batch has {0} entries, at most 4096 are allowed")]
     BatchTooLarge(usize),
+    #[error("batch entry {index} is invalid: {reason}")]
+    InvalidEntry { index: usize, reason: &'static str },
+    #[error("invalid meta key: {0}")]
+    InvalidMetaKey(&'static str),
+    #[error("an earlier write failed; the store must be reopened")]
+    Failed,
+}
+
+/// Written under key "f"; a store with another marker is not opened.
+pub const STORE_FORMAT: &[u8] = b"grantline-ledger-store/1";
+/// Stored Merkle hashes are persisted in tiles of this many hashes.
+pub const TILE_HASHES: u64 = 256;
+/// sled's page cache; the hashes themselves are in memory anyway.
+pub const CACHE_BYTES: u64 = 64 << 20;
+/// How long `open` waits for the lock of a store that was just closed in this process
+/// (sled's background threads release it shortly after the last handle is dropped).
+pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
+const OPEN_LOCK_RETRY_MS: u64 = 20;
+/// Meta keys are short names.
+pub const META_KEY_BYTES_MAX: usize = 256;
+
+const TREE_NAME: &str = "log";
+const KEY_FORMAT: &[u8] = b"f";
+const PREFIX_RECORD: u8 = b'r';
+const PREFIX_ID: u8 = b'i';
+const PREFIX_TILE: u8 = b'h';
+const PREFIX_META: u8 = b'm';
+const HASH_BYTES: usize = 32;
+/// In-memory hashes live in fixed chunks, so appending never moves the ones readers use.
+const CHUNK_HASHES: usize = 1 << 16;
+
+fn record_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PREFIX_RECORD;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn tile_key(tile: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PREFIX_TILE;
+    k[1..].copy_from_slice(&tile.to_be_bytes());
+    k
+}
+
+fn id_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(PREFIX_ID);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn meta_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(PREFIX_META);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Opens sled, retrying briefly while another handle in this process still holds the lock.
+fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
+    // Every write is flushed explicitly, so sled's periodic flusher thread is not needed.
+    let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None);
+    let mut waited_ms = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && waited_ms < OPEN_LOCK_WAIT_MS =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                waited_ms += OPEN_LOCK_RETRY_MS;
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+fn io(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt { what: "sled".into(), reason: e.to_string() },
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { what: what.into(), reason: reason.into() }
+}
+
+fn seq_from(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    let raw: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what, "not 8 bytes"))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+/// The stored Merkle hashes in memory, append-only.
+#[derive(Default)]
+struct HashChunks {
+    chunks: Vec<Vec<Hash>>,
+    len: u64,
+}
+
+impl HashChunks {
+    fn push(&mut self, h: Hash) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK_HASHES => chunk.push(h),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK_HASHES);
+                chunk.push(h);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, index: u64) -> Option<&Hash> {
+        if index >= self.len {
+            return None;
+        }
+        let i = usize::try_from(index).ok()?;
+        self.chunks.get(i / CHUNK_HASHES)?.get(i % CHUNK_HASHES)
+    }
+}
+
+/// What readers see: the hashes and chain head of the published size.
+struct Published {
+    hashes: HashChunks,
+    head: Hash,
+}
+
+/// Reads committed hashes below `limit`, then the batch's pending ones.
+struct HashView<'a> {
+    committed: &'a HashChunks,
+    limit: u64,
+    pending: &'a [Hash],
+}
+
+impl HashReader for HashView<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let h = if i < self.limit {
+                    self.committed.get(i)
+                } else {
+                    usize::try_from(i - self.limit).ok().and_then(|p| self.pending.get(p))
+                };
+                h.copied().ok_or(MerkleError::MissingHash(i))
+            })
+            .collect()
+    }
+}
+
+/// The stored hashes that appending `leaf_hashes` (seq, leaf hash), in seq order right after
+/// the committed tree, adds.
+fn new_stored_hashes(committed: &HashChunks, leaf_hashes: &[(u64, Hash)]) -> Result<Vec<Hash>, MerkleError> {
+    let mut pending: Vec<Hash> = Vec::with_capacity(leaf_hashes.len() * 2 + 64);
+    for &(seq, leaf_hash) in leaf_hashes {
+        debug_assert_eq!(committed.len + pending.len() as u64, merkle::stored_hash_index(0, seq));
+        let view = HashView { committed, limit: committed.len, pending: &pending };
+        let new = merkle::stored_hashes_for_leaf(seq, leaf_hash, &view)?;
+        pending.extend_from_slice(&new);
+    }
+    Ok(pending)
+}
+
+/// Adds to `writes` every tile that `pending` touches: the last partial committed tile is
+/// rewritten whole, earlier tiles never change.
+fn write_tiles(writes: &mut sled::Batch, committed: &HashChunks, pending: &[Hash]) -> Result<(), MerkleError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let view = HashView { committed, limit: committed.len, pending };
+    let end = committed.len + pending.len() as u64;
+    for tile in committed.len / TILE_HASHES..=(end - 1) / TILE_HASHES {
+        let from = tile * TILE_HASHES;
+        let indexes: Vec<u64> = (from..end.min(from + TILE_HASHES)).collect();
+        let mut bytes = Vec::with_capacity(indexes.len() * HASH_BYTES);
+        for h in view.read_hashes(&indexes)? {
+            bytes.extend_from_slice(&h);
+        }
+        writes.insert(&tile_key(tile), bytes);
+    }
+    Ok(())
+}
+
+/// Reads all hash tiles: dense tile numbers, all full but the last.
+fn load_hashes(tree: &sled::Tree) -> Result<HashChunks, StoreError> {
+    let mut hashes = HashChunks::default();
+    for (expected_tile, kv) in (0u64..).zip(tree.scan_prefix([PREFIX_TILE])) {
+        let (key, value) = kv.map_err(io)?;
+        let tile = seq_from(&key[1..], "hash tile key")?;
+        if tile != expected_tile {
+            return Err(corrupt(format!("hash tile {expected_tile}"), "missing"));
+        }
+        if hashes.len != tile * TILE_HASHES {
+            return Err(corrupt(format!("hash tile {}", tile - 1), "partial tile before the last"));
+        }
+        if value.is_empty() || value.len() % HASH_BYTES != 0 || value.len() > TILE_HASHES as usize * HASH_BYTES {
+            return Err(corrupt(format!("hash tile {tile}"), format!("{} bytes", value.len())));
+        }
+        for h in value.chunks_exact(HASH_BYTES) {
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(h);
+            hashes.push(hash);
+        }
+    }
+    Ok(hashes)
+}
+
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Serialises appends; readers never take it.
+    append_lock: Mutex<()>,
+    /// The number of durable, published records.
+    size: AtomicU64,
+    /// Held for writing only while a flushed batch is published.
+    published: RwLock<Published>,
+    /// Set when a write failed after reaching sled: the in-memory state may be ahead of
+    /// the disk, so no further append is allowed.
+    failed: AtomicBool,
 }
 
 /// One envelope to append.
@@ -51,65 +292,433 @@ pub enum AppendOutcome {
 /// appends.
 #[derive(Clone)]
 pub struct Store {
-    // Private: sled handles and the append state behind a mutex.
+    inner: Arc<Inner>,
 }
 
 impl Store {
     /// Opens or creates a store, resuming at the right seq and chain head.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        todo!()
+        let db = open_sled(path)?;
+        let tree = db.open_tree(TREE_NAME).map_err(io)?;
+        match tree.get(KEY_FORMAT).map_err(io)? {
+            Some(format) if format.as_ref() == STORE_FORMAT => {}
+            Some(format) => {
+                return Err(corrupt("format marker", format!("unknown format {:?}", String::from_utf8_lossy(&format))))
+            }
+            None if tree.is_empty() => {
+                tree.insert(KEY_FORMAT, STORE_FORMAT).map_err(io)?;
+                db.flush().map_err(io)?;
+            }
+            None => return Err(corrupt("format marker", "missing in a non-empty store")),
+        }
+
+        // The last record gives the size and the chain head.
+        let (size, head, last_leaf_hash) = match tree.scan_prefix([PREFIX_RECORD]).next_back() {
+            None => (0, [0u8; 32], None),
+            Some(kv) => {
+                let (key, leaf) = kv.map_err(io)?;
+                let seq = seq_from(&key[1..], "record key")?;
+                let record = Record::decode(&leaf).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+                if record.seq != seq {
+                    return Err(corrupt(format!("record {seq}"), format!("leaf says seq {}", record.seq)));
+                }
+                if seq > 0 {
+                    let prev = tree
+                        .get(record_key(seq - 1))
+                        .map_err(io)?
+                        .ok_or_else(|| corrupt(format!("record {}", seq - 1), "missing"))?;
+                    if crate::record::chain_hash(&prev) != record.prev {
+                        return Err(corrupt(
+                            format!("record {seq}"),
+                            "prev is not the chain hash of the record before",
+                        ));
+                    }
+                }
+                (seq + 1, record.chain_hash(), Some(record.leaf_hash()))
+            }
+        };
+
+        let hashes = load_hashes(&tree)?;
+        if hashes.len != merkle::stored_hash_count(size) {
+            return Err(corrupt(
+                "merkle hashes",
+                format!("{} stored, {} expected for {size} records", hashes.len, merkle::stored_hash_count(size)),
+            ));
+        }
+        if let Some(leaf_hash) = last_leaf_hash {
+            if hashes.get(merkle::stored_hash_index(0, size - 1)) != Some(&leaf_hash) {
+                return Err(corrupt("merkle hashes", "the last leaf hash does not match the last record"));
+            }
+        }
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                tree,
+                append_lock: Mutex::new(()),
+                size: AtomicU64::new(size),
+                published: RwLock::new(Published { hashes, head }),
+                failed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn published(&self) -> RwLockReadGuard<'_, Published> {
+        // Published state is replaced only by plain pushes, so a poisoned lock still holds
+        // consistent data.
+        self.inner.published.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends a batch: assigns dense seqs, links the chain, writes records, id index and
     /// stored hashes atomically, then flushes once. Returns after the batch is durable.
+    ///
+    /// Entries are checked first (ids 1-128 bytes, leaves at most 65,535 bytes); an invalid
+    /// entry fails the whole batch and nothing is written.
     pub fn append(&self, batch: &[Entry]) -> Result<Vec<AppendOutcome>, StoreError> {
-        todo!()
+        if batch.len() > BATCH_ENTRIES_MAX {
+            return Err(StoreError::BatchTooLarge(batch.len()));
+        }
+        for (index, entry) in batch.iter().enumerate() {
+            if entry.id.is_empty() || entry.id.len() > STATEMENT_ID_BYTES_MAX {
+                return Err(StoreError::InvalidEntry { index, reason: "id must be 1 to 128 bytes" });
+            }
+            if LEAF_HEADER_BYTES + entry.envelope.len() > LEAF_BYTES_MAX {
+                return Err(StoreError::Record(RecordError::TooLarge(LEAF_HEADER_BYTES + entry.envelope.len())));
+            }
+        }
+        let inner = &*self.inner;
+        let _writer = inner.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
+
+        let size = inner.size.load(Ordering::Acquire);
+        let published = self.published();
+        let mut head = published.head;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut appended: Vec<Record> = Vec::with_capacity(batch.len());
+        let mut batch_ids: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+        for entry in batch {
+            if let Some(&k) = batch_ids.get(entry.id.as_str()) {
+                let original = &appended[k];
+                outcomes.push(if original.envelope() == entry.envelope.as_slice() {
+                    AppendOutcome::Duplicate(original.clone())
+                } else {
+                    AppendOutcome::Conflict { seq: original.seq }
+                });
+                continue;
+            }
+            if let Some(seq) = inner.tree.get(id_key(&entry.id)).map_err(io)? {
+                let seq = seq_from(&seq, "id index")?;
+                let original = self.read_record(seq)?;
+                outcomes.push(if original.envelope() == entry.envelope.as_slice() {
+                    AppendOutcome::Duplicate(original)
+                } else {
+                    AppendOutcome::Conflict { seq }
+                });
+                continue;
+            }
+            let seq = size + appended.len() as u64;
+            let record = Record::new(seq, head, entry.received_at_ms, &entry.envelope)?;
+            head = record.chain_hash();
+            batch_ids.insert(&entry.id, appended.len());
+            appended.push(record.clone());
+            outcomes.push(AppendOutcome::Appended(record));
+        }
+        if appended.is_empty() {
+            return Ok(outcomes);
+        }
+
+        // New stored hashes, reading left siblings from the committed and pending ones.
+        let base = merkle::stored_hash_count(size);
+        let leaf_hashes: Vec<(u64, Hash)> = appended.iter().map(|r| (r.seq, r.leaf_hash())).collect();
+        let pending = new_stored_hashes(&published.hashes, &leaf_hashes)?;
+        let new_size = size + appended.len() as u64;
+        debug_assert_eq!(base + pending.len() as u64, merkle::stored_hash_count(new_size));
+
+        let mut writes = sled::Batch::default();
+        for record in &appended {
+            writes.insert(&record_key(record.seq), record.leaf());
+        }
+        for (id, &k) in &batch_ids {
+            writes.insert(id_key(id), &appended[k].seq.to_be_bytes());
+        }
+        write_tiles(&mut writes, &published.hashes, &pending)?;
+        drop(published);
+
+        if let Err(e) = inner.tree.apply_batch(writes) {
+            inner.failed.store(true, Ordering::Release);
+            return Err(io(e));
+        }
+        if let Err(e) = inner.db.flush() {
+            inner.failed.store(true, Ordering::Release);
+            return Err(io(e));
+        }
+
+        // Durable: publish the hashes, head and size together.
+        let mut published = inner.published.write().unwrap_or_else(|e| e.into_inner());
+        for h in pending {
+            published.hashes.push(h);
+        }
+        published.head = head;
+        inner.size.store(new_size, Ordering::Release);
+        Ok(outcomes)
     }
 
     /// The number of durable records.
     pub fn size(&self) -> u64 {
-        todo!()
+        self.inner.size.load(Ordering::Acquire)
     }
 
     /// Chain hash of the last record (32 zero bytes when empty).
     pub fn head(&self) -> Hash {
-        todo!()
+        self.published().head
+    }
+
+    /// The size and the chain head of the last record, from the same batch.
+    pub fn tip(&self) -> (u64, Hash) {
+        let published = self.published();
+        (self.size(), published.head)
     }
 
     /// Merkle root of the first `size` records.
     pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
-        todo!()
+        self.check_size(size)?;
+        Ok(merkle::tree_hash(size, self)?)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), StoreError> {
+        if size > self.size() {
+            return Err(StoreError::Merkle(MerkleError::InvalidSizes("size is larger than the log")));
+        }
+        Ok(())
+    }
+
+    /// Reads a record that must exist (seq below a size this store published or is writing).
+    fn read_record(&self, seq: u64) -> Result<Record, StoreError> {
+        let leaf = self
+            .inner
+            .tree
+            .get(record_key(seq))
+            .map_err(io)?
+            .ok_or_else(|| corrupt(format!("record {seq}"), "missing"))?;
+        let record = Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+        if record.seq != seq {
+            return Err(corrupt(format!("record {seq}"), format!("leaf says seq {}", record.seq)));
+        }
+        Ok(record)
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
-        todo!()
+        if seq >= self.size() {
+            return Ok(None);
+        }
+        self.read_record(seq).map(Some)
     }
 
     /// Records from `from` (inclusive), at most `limit` (capped at RANGE_RECORDS_MAX).
     pub fn range(&self, from: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        todo!()
+        let size = self.size();
+        let end = size.min(from.saturating_add(limit.min(RANGE_RECORDS_MAX) as u64));
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        let mut records = Vec::with_capacity((end - from) as usize);
+        for kv in self.inner.tree.range(record_key(from)..record_key(end)) {
+            let (_, leaf) = kv.map_err(io)?;
+            let seq = from + records.len() as u64;
+            let record =
+                Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+            if record.seq != seq {
+                return Err(corrupt(format!("record {seq}"), format!("found seq {} instead", record.seq)));
+            }
+            records.push(record);
+        }
+        if records.len() as u64 != end - from {
+            return Err(corrupt(format!("record {}", from + records.len() as u64), "missing"));
+        }
+        Ok(records)
     }
 
     pub fn get_by_id(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        todo!()
+        if id.is_empty() || id.len() > STATEMENT_ID_BYTES_MAX {
+            return Ok(None);
+        }
+        let Some(seq) = self.inner.tree.get(id_key(id)).map_err(io)? else {
+            return Ok(None);
+        };
+        self.get(seq_from(&seq, "id index")?)
     }
 
     /// Inclusion proof of `index` in the tree of `size` records.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        todo!()
+        self.check_size(size)?;
+        Ok(merkle::prove_inclusion(size, index, self)?)
     }
 
     /// Consistency proof between sizes `from` <= `to`.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        todo!()
+        self.check_size(to)?;
+        Ok(merkle::prove_consistency(to, from, self)?)
     }
 
     /// Stores an opaque blob next to the log (projection snapshots); not part of the log.
+    /// Durable when it returns.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        todo!()
+        check_meta_key(key)?;
+        self.inner.tree.insert(meta_key(key), value).map_err(io)?;
+        self.inner.db.flush().map_err(io)?;
+        Ok(())
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        todo!()
+        check_meta_key(key)?;
+        Ok(self.inner.tree.get(meta_key(key)).map_err(io)?.map(|v| v.to_vec()))
+    }
+}
+
+fn check_meta_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > META_KEY_BYTES_MAX {
+        return Err(StoreError::InvalidMetaKey("must be 1 to 256 bytes"));
+    }
+    Ok(())
+}
+
+/// Reads the stored hashes of the published tree (indexes below
+/// `stored_hash_count(size())`), e.g. to serve tlog tiles.
+impl HashReader for Store {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        let limit = merkle::stored_hash_count(self.size());
+        let published = self.published();
+        let view = HashView { committed: &published.hashes, limit, pending: &[] };
+        view.read_hashes(indexes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RFC 6962 test leaves and roots (see merkle.rs), through the sled hash tiles.
+    #[test]
+    fn ct_roots_through_the_sled_hash_tiles() {
+        const CT_LEAVES: [&str; 8] =
+            ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+        const CT_ROOTS: [&str; 8] = [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+            "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        // Leaves arrive in batches of 1, 2, 2 and 3; each batch goes to sled and is reloaded.
+        let mut next = 0u64;
+        for batch in [1usize, 2, 2, 3] {
+            let db = open_sled(dir.path()).unwrap();
+            let tree = db.open_tree(TREE_NAME).unwrap();
+            let committed = load_hashes(&tree).unwrap();
+            assert_eq!(committed.len, merkle::stored_hash_count(next));
+            let leaf_hashes: Vec<(u64, Hash)> = (next..next + batch as u64)
+                .map(|seq| (seq, merkle::leaf_hash(&hex::decode(CT_LEAVES[seq as usize]).unwrap())))
+                .collect();
+            let pending = new_stored_hashes(&committed, &leaf_hashes).unwrap();
+            let mut writes = sled::Batch::default();
+            write_tiles(&mut writes, &committed, &pending).unwrap();
+            tree.apply_batch(writes).unwrap();
+            db.flush().unwrap();
+            next += batch as u64;
+        }
+        let db = open_sled(dir.path()).unwrap();
+        let loaded = load_hashes(&db.open_tree(TREE_NAME).unwrap()).unwrap();
+        assert_eq!(loaded.len, merkle::stored_hash_count(8));
+        let view = HashView { committed: &loaded, limit: loaded.len, pending: &[] };
+        for (size, root) in (1..=8).zip(CT_ROOTS) {
+            assert_eq!(hex::encode(merkle::tree_hash(size, &view).unwrap()), root);
+        }
+    }
+
+    #[test]
+    fn tiles_are_full_except_the_last_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(TREE_NAME).unwrap();
+        let mut memory = merkle::MemoryTree::new();
+        // 300 leaves in uneven batches: hash counts cross several tile boundaries.
+        let mut seq = 0u64;
+        for batch in [1u64, 7, 100, 3, 130, 59] {
+            let committed = load_hashes(&tree).unwrap();
+            let leaf_hashes: Vec<(u64, Hash)> =
+                (seq..seq + batch).map(|s| (s, merkle::leaf_hash(&s.to_be_bytes()))).collect();
+            for (_, h) in &leaf_hashes {
+                memory.push(*h);
+            }
+            let pending = new_stored_hashes(&committed, &leaf_hashes).unwrap();
+            let mut writes = sled::Batch::default();
+            write_tiles(&mut writes, &committed, &pending).unwrap();
+            tree.apply_batch(writes).unwrap();
+            seq += batch;
+            let loaded = load_hashes(&tree).unwrap();
+            assert_eq!(loaded.len, merkle::stored_hash_count(seq));
+            let indexes: Vec<u64> = (0..loaded.len).collect();
+            let view = HashView { committed: &loaded, limit: loaded.len, pending: &[] };
+            assert_eq!(view.read_hashes(&indexes).unwrap(), memory.stored_hashes());
+        }
+        for kv in tree.scan_prefix([PREFIX_TILE]) {
+            let (key, value) = kv.unwrap();
+            let tile = u64::from_be_bytes(key[1..].try_into().unwrap());
+            let last = (merkle::stored_hash_count(seq) - 1) / TILE_HASHES;
+            if tile < last {
+                assert_eq!(value.len(), TILE_HASHES as usize * HASH_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn batch_and_meta_limits_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entry = |id: &str, len: usize| Entry { id: id.into(), envelope: vec![b'x'; len], received_at_ms: 0 };
+        let too_many = vec![entry("a", 1); BATCH_ENTRIES_MAX + 1];
+        assert!(matches!(store.append(&too_many), Err(StoreError::BatchTooLarge(4097))));
+        let big = [entry("a", 1), entry("b", LEAF_BYTES_MAX)];
+        assert!(matches!(store.append(&big), Err(StoreError::Record(RecordError::TooLarge(_)))));
+        assert!(matches!(store.append(&[entry("", 1)]), Err(StoreError::InvalidEntry { index: 0, .. })));
+        assert!(matches!(store.append(&[entry(&"i".repeat(129), 1)]), Err(StoreError::InvalidEntry { .. })));
+        assert_eq!(store.size(), 0);
+        assert!(store.append(&[]).unwrap().is_empty());
+        assert!(matches!(store.put_meta("", b"x"), Err(StoreError::InvalidMetaKey(_))));
+        assert!(matches!(store.get_meta(&"k".repeat(257)), Err(StoreError::InvalidMetaKey(_))));
+    }
+
+    #[test]
+    fn a_foreign_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree(TREE_NAME).unwrap().insert(KEY_FORMAT, b"something-else/9".as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn missing_hash_tiles_are_detected_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let entries: Vec<Entry> =
+                (0..200).map(|i| Entry { id: format!("e{i}"), envelope: vec![b'x'; 10], received_at_ms: i }).collect();
+            store.append(&entries).unwrap();
+        }
+        {
+            let db = open_sled(dir.path()).unwrap();
+            db.open_tree(TREE_NAME).unwrap().remove(tile_key(0)).unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Corrupt { .. })));
     }
 }
