@@ -1,1 +1,5 @@
-fn main() {}
+//! The `grantline` binary: see `grantline --help`.
+
+fn main() -> std::process::ExitCode {
+    api::cli::main()
+}

@@ -6,11 +6,27 @@
 //! [`State`] is built from persistent maps, so cloning it is O(1): the server publishes a
 //! snapshot after every batch without copying.
 
-use ledger::keys::VerifierKey;
+//!
+//! Module map: [`data`] decodes each event type's `data`; [`codes`] lists the rejection codes;
+//! `state` holds [`State`]; `check`, `apply` and `automation` are the state machine; `views`
+//! the projections (methods on [`State`]); [`interop`] the conda-forge files.
+
 use ledger::statement::Statement;
 use serde::{Deserialize, Serialize};
 
+mod apply;
+mod automation;
+mod check;
+pub mod codes;
+pub mod data;
 pub mod interop;
+mod state;
+mod views;
+
+pub use apply::apply;
+pub use automation::{automation, grant_id_for_request, AUTOMATION_STATEMENTS_MAX};
+pub use check::{check, ISSUED_AT_FUTURE_MS_MAX};
+pub use state::{State, AUTOMATION_ACTOR};
 
 /// One logged event as the projector sees it.
 #[derive(Debug, Clone, Copy)]
@@ -43,64 +59,6 @@ pub struct Rejection {
     pub code: String,
     pub message: String,
     pub kind: RejectionKind,
-}
-
-/// The whole projected state. Cheap to clone; serialisable, so it can be snapshotted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    // Private fields: actors, keys, resources, sponsors, pools, requests, grants, terms...
-}
-
-impl State {
-    pub fn new() -> State {
-        State::default()
-    }
-
-    /// Number of records applied (the next seq).
-    pub fn size(&self) -> u64 {
-        todo!()
-    }
-
-    /// The log origin, from the genesis record's `ledger` field.
-    pub fn origin(&self) -> Option<&str> {
-        todo!()
-    }
-
-    /// The log key named in genesis (checkpoints are signed by it).
-    pub fn log_key(&self) -> Option<&VerifierKey> {
-        todo!()
-    }
-
-    /// The automation key named in genesis.
-    pub fn automation_key(&self) -> Option<&VerifierKey> {
-        todo!()
-    }
-
-    /// The key that may have made a signature with this keyid on this statement: an active
-    /// (registered, not revoked) key of some actor, or, while the state is empty and the
-    /// statement is the genesis, one of the keys the genesis itself names.
-    pub fn signing_key(&self, keyid: &str, statement: &Statement) -> Option<VerifierKey> {
-        todo!()
-    }
-}
-
-/// Decides whether `statement`, signed by `signers` (verified keyids), may be appended now.
-/// `now_ms` is the server clock (when replaying: the record's `received_at_ms`).
-pub fn check(state: &State, statement: &Statement, signers: &[String], now_ms: i64) -> Result<(), Rejection> {
-    todo!()
-}
-
-/// Applies a record that `check` accepted. Never panics, whatever the input.
-pub fn apply(state: &mut State, event: &Event<'_>) {
-    todo!()
-}
-
-/// The statements the automation key must append now, in order: `grant.issued` for requests
-/// that reached their quorum, `grant.expired` for grants past `expires_at`, `grant.exhausted`
-/// for grants whose usage reached `credit_limit`. Their ids are deterministic, so a crash
-/// between quorum and grant issues the grant exactly once after restart.
-pub fn automation(state: &State, now_ms: i64) -> Vec<Statement> {
-    todo!()
 }
 
 /// A question to the access check (`GET /v1/access/check`).
@@ -326,71 +284,4 @@ pub struct Stats {
     pub active_grants: u64,
     pub requests: u64,
     pub pending_requests: u64,
-}
-
-impl State {
-    /// Active grants (as of `now_ms`) grouped by resource, optionally filtered.
-    pub fn allocations(&self, resource: Option<&str>, project: Option<&str>, now_ms: i64) -> Allocations {
-        todo!()
-    }
-
-    pub fn access_check(&self, query: &AccessQuery, now_ms: i64) -> AccessAnswer {
-        todo!()
-    }
-
-    /// The whole chain of facts behind an access answer.
-    pub fn explain(&self, query: &AccessQuery, now_ms: i64) -> Explanation {
-        todo!()
-    }
-
-    /// Requests, newest first; `status` filters (`pending`, `granted`, `denied`, `withdrawn`).
-    pub fn requests(&self, status: Option<&str>) -> Vec<RequestView> {
-        todo!()
-    }
-
-    pub fn request(&self, id: &str) -> Option<RequestView> {
-        todo!()
-    }
-
-    /// Every grant ever issued for a project, any status, oldest first.
-    pub fn project_grants(&self, project: &str, now_ms: i64) -> Vec<GrantView> {
-        todo!()
-    }
-
-    /// Every event that touched a project (requests, approvals, grants, usage summaries).
-    pub fn project_history(&self, project: &str) -> Vec<TimelineEntry> {
-        todo!()
-    }
-
-    pub fn resources(&self) -> Vec<ResourceView> {
-        todo!()
-    }
-
-    pub fn actors(&self) -> Vec<ActorView> {
-        todo!()
-    }
-
-    pub fn sponsors(&self) -> Vec<SponsorView> {
-        todo!()
-    }
-
-    /// Pools, per-project usage and the daily series, limited to `[from_ms, to_ms)` for the
-    /// series. `None` when the sponsor is unknown.
-    pub fn sponsor_usage(&self, sponsor: &str, from_ms: Option<i64>, to_ms: Option<i64>) -> Option<SponsorUsage> {
-        todo!()
-    }
-
-    pub fn stats(&self, now_ms: i64) -> Stats {
-        todo!()
-    }
-
-    /// Users whose latest terms event is an acceptance of the current terms of some resource.
-    pub fn users_json(&self) -> Vec<UserEntry> {
-        todo!()
-    }
-
-    /// Per project, the resources (runner labels) it may use now.
-    pub fn runner_labels(&self, now_ms: i64) -> std::collections::BTreeMap<String, Vec<String>> {
-        todo!()
-    }
 }

@@ -1,0 +1,125 @@
+//! conda-forge interop: Cirun `.access.yml` import/export and admin-requests files.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use ledger::dsse::Envelope;
+use ledger::statement::Statement;
+use projector::interop::StatementContext;
+
+use super::write::Signer;
+use super::{read_input_file, CliError, CliResult, ServerOpt, SignerOpts};
+use crate::client::ClientError;
+
+/// Import a Cirun .access.yml as admin-signed resource and grant events (a migration).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline import-cirun-access --key admin.key .cirun/.access.yml\n\nStatement ids are derived from the file, so running the import again adds nothing new."
+)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// The .access.yml file.
+    pub file: PathBuf,
+}
+
+/// Write the current allocations as a Cirun .access.yml.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline export-cirun-access --out .cirun/.access.yml")]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    /// Output file (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Id prefix of the statements one import of this file makes.
+pub const CIRUN_IMPORT_ID_PREFIX: &str = "cirun-import:";
+
+pub fn import(a: ImportArgs) -> CliResult {
+    let yaml = read_input_file(&a.file)?;
+    let s = Signer::open(&a.signer)?;
+    let ctx = context(&s, CIRUN_IMPORT_ID_PREFIX);
+    let statements = projector::interop::import_cirun_access(&yaml, &ctx)
+        .map_err(|e| CliError::new(format!("{}: {e}", a.file.display())))?;
+    let (new, existing) = post_statements(&s, &statements)?;
+    println!("imported {}: {new} new events, {existing} already logged", a.file.display());
+    Ok(())
+}
+
+pub fn export(a: ExportArgs) -> CliResult {
+    let client = a.server.client()?;
+    let yaml = client.get_text("/v1/exports/cirun-access.yml")?;
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, yaml).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(())
+}
+
+/// `grantline request --from-admin-request FILE`: the statements the file means, posted.
+pub fn post_admin_request(s: &Signer, path: &Path) -> CliResult {
+    let yaml = read_input_file(path)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("file");
+    let stem: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    // The file is interpreted against the current state (e.g. which grant a revoke ends).
+    let state = s.client.fetch_state()?;
+    let ctx = context(s, &format!("admin-request:{stem}:"));
+    let statements = projector::interop::admin_request_statements(&yaml, &state, &ctx)
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    let (new, existing) = post_statements(s, &statements)?;
+    for st in &statements {
+        let what = st.data.get("request").or_else(|| st.data.get("grant")).and_then(|v| v.as_str()).unwrap_or("");
+        println!("{} {what} ({})", st.kind, st.id);
+    }
+    println!("{}: {new} new events, {existing} already logged", path.display());
+    Ok(())
+}
+
+fn context(s: &Signer, id_prefix: &str) -> StatementContext {
+    StatementContext {
+        ledger: s.origin.clone(),
+        actor: s.key.name().to_string(),
+        now_ms: crate::now_ms(),
+        id_prefix: id_prefix.to_string(),
+    }
+}
+
+/// Signs and posts statements in order. Their ids are deterministic, so one that is already
+/// logged (from an earlier run, with an older `issued_at`) counts as done when its type and
+/// data are the same. Returns (new, already logged).
+pub fn post_statements(s: &Signer, statements: &[Statement]) -> Result<(usize, usize), CliError> {
+    let (mut new, mut existing) = (0, 0);
+    for st in statements {
+        let envelope = Envelope::sign(st.to_payload(), &[&s.key]);
+        match s.client.post_envelope(envelope.canonical_json()) {
+            Ok(sub) if sub.new => new += 1,
+            Ok(_) => existing += 1,
+            Err(ClientError::Problem(p)) if p.status == 409 => {
+                let logged = s.client.record_by_id(&st.id)?;
+                let same = logged.is_some_and(|r| {
+                    r.statement.get("type").and_then(|t| t.as_str()) == Some(st.kind.as_str())
+                        && r.statement.get("data") == Some(&st.data)
+                });
+                if !same {
+                    return Err(CliError::new(format!(
+                        "id {:?} is already logged with different content; nothing more was posted",
+                        st.id
+                    )));
+                }
+                existing += 1;
+            }
+            Err(e) => {
+                let mut err = CliError::from(e);
+                err.message = format!("{} {:?} was refused after {new} new events: {}", st.kind, st.id, err.message);
+                return Err(err);
+            }
+        }
+    }
+    Ok((new, existing))
+}

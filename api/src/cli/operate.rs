@@ -1,0 +1,129 @@
+//! Operating the ledger: `init`, `serve`, `keygen`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use ledger::keys::SigningKey;
+use ledger::statement::is_valid_actor_name;
+
+use super::{CliError, CliResult};
+use crate::datadir::{self, DataDir, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_ORIGIN};
+use crate::limits::{QUEUE_DEPTH_ENV, SEQUENCER_QUEUE_DEPTH_MAX};
+use crate::server::{self, ServeConfig};
+
+/// Create a new ledger: log and automation keys, the admin key and the genesis record.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline init --data /var/lib/grantline --origin ledger.example.org/ci \\\n      --admin alice --admin-key-out alice.key\n\nPrints the log's verifier key: give it to auditors so they can pin it."
+)]
+pub struct InitArgs {
+    /// Data directory to create (mode 0700); holds the database and the server's keys.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// The log's name, URL-like without scheme, e.g. ledger.example.org/ci.
+    #[arg(long, value_name = "NAME")]
+    pub origin: String,
+    /// Name of the first admin actor.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+    /// Where to write the admin's private key (mode 0600; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub admin_key_out: PathBuf,
+}
+
+/// Run the HTTP server (initialising the data directory on first run).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  grantline serve                      # ./grantline-data on 127.0.0.1:8080\n  grantline serve --data /var/lib/grantline --addr 0.0.0.0:8080\n\nOn first run over an empty directory it creates the ledger and writes the admin key to\n<DATA>/admin.key. Stop with Ctrl-C or SIGTERM. Logs go to stderr (RUST_LOG=debug for more)."
+)]
+pub struct ServeArgs {
+    /// Data directory (created on first run).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Origin for a new ledger (first run only).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ORIGIN)]
+    pub origin: String,
+    /// Admin name for a new ledger (first run only).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+    /// Depth of the write queue (tests lower it to exercise 503).
+    #[arg(long, env = QUEUE_DEPTH_ENV, default_value_t = SEQUENCER_QUEUE_DEPTH_MAX, hide = true)]
+    pub queue_depth: usize,
+}
+
+/// Generate a key pair for an actor.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline keygen alice --out alice.key\n\nWrites the private key to FILE (mode 0600) and the verifier key to FILE.pub, and prints the\nverifier key: give it to an admin, who registers you with `grantline register-actor`."
+)]
+pub struct KeygenArgs {
+    /// Actor name: lowercase letters, digits, '.', '_' and '-' (e.g. conda-forge-bot).
+    pub name: String,
+    /// Where to write the private key (never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn init(a: InitArgs) -> CliResult {
+    let dir = DataDir::new(&a.data);
+    let report = datadir::init(&dir, &a.origin, &a.admin, &a.admin_key_out)?;
+    print_init_report(&dir, &report);
+    Ok(())
+}
+
+fn print_init_report(dir: &DataDir, report: &datadir::InitReport) {
+    println!("initialised ledger {} in {}", report.origin, dir.root.display());
+    println!("  admin {:?} key (secret, mode 0600): {}", report.admin_key.name(), report.admin_key_path.display());
+    println!("  admin verifier key: {}", report.admin_key);
+    println!("  log verifier key (auditors pin this): {}", report.log_key);
+}
+
+pub fn serve(a: ServeArgs) -> CliResult {
+    if a.queue_depth == 0 {
+        return Err(CliError::new("--queue-depth must be at least 1"));
+    }
+    let dir = DataDir::new(&a.data);
+    if !dir.is_initialised() {
+        let report = datadir::init(&dir, &a.origin, &a.admin, &dir.default_admin_key())?;
+        print_init_report(&dir, &report);
+    }
+    let opened = datadir::open(&dir)?;
+    let config = ServeConfig { data: dir, addr: a.addr, queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX) };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(server::serve(config, opened)).map_err(|e| CliError::new(e.to_string()))
+}
+
+pub fn keygen(a: KeygenArgs) -> CliResult {
+    if !is_valid_actor_name(&a.name) {
+        return Err(CliError::new(format!(
+            "invalid actor name {:?}: use lowercase letters, digits, '.', '_' and '-' (at most 64)",
+            a.name
+        )));
+    }
+    let key = SigningKey::generate(&a.name)?;
+    let mut pub_path = a.out.clone().into_os_string();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    if pub_path.exists() {
+        return Err(CliError::new(format!("{} exists; refusing to overwrite", pub_path.display())));
+    }
+    key.write_file(&a.out).map_err(|e| CliError::new(format!("cannot write {}: {e}", a.out.display())))?;
+    let verifier = key.verifier().to_string();
+    std::fs::write(&pub_path, format!("{verifier}\n"))
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", pub_path.display())))?;
+    println!("{verifier}");
+    eprintln!(
+        "private key: {} (keep it secret)\nverifier key: {} (give it to an admin to register {:?})",
+        a.out.display(),
+        pub_path.display(),
+        a.name
+    );
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Reading: `allocations`, `check`, `usage`, `requests`. Tables by default, JSON with --json.
+
+use clap::Args;
+use projector::{AccessAnswer, Allocations, RequestView, SponsorUsage};
+use serde::Deserialize;
+
+use super::table::Table;
+use super::{CliError, CliResult, ServerOpt, EXIT_DENIED};
+use crate::client::encode_path_segment;
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+/// List the active grants: who may use which resource now (the public list).
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline allocations --resource cirun-openstack-gpu-large")]
+pub struct AllocationsArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    #[arg(long)]
+    pub resource: Option<String>,
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn allocations(a: AllocationsArgs) -> CliResult {
+    let client = a.server.client()?;
+    let mut query = Vec::new();
+    if let Some(r) = a.resource {
+        query.push(("resource", r));
+    }
+    if let Some(p) = a.project {
+        query.push(("project", p));
+    }
+    let allocations: Allocations = client.get_json("/v1/allocations", &query)?;
+    if a.json {
+        print_json(&allocations);
+        return Ok(());
+    }
+    let mut t = Table::new(&["RESOURCE", "PROJECT", "GRANT", "PULL_REQUESTS", "EXPIRES", "USED/LIMIT"]);
+    for r in &allocations.resources {
+        for g in &r.grants {
+            t.row(vec![
+                r.resource.clone(),
+                g.project.clone(),
+                g.grant.clone(),
+                if g.pull_request { "yes" } else { "no" }.to_string(),
+                opt(&g.expires_at),
+                format!("{}/{}", g.used, opt(&g.credit_limit)),
+            ]);
+        }
+    }
+    if t.is_empty() {
+        println!("no active grants");
+    } else {
+        print!("{}", t.render());
+    }
+    Ok(())
+}
+
+/// May PROJECT use RESOURCE now? Exits 0 when allowed, 3 when denied.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2)."
+)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    pub project: String,
+    pub resource: String,
+    /// The job runs for a pull request.
+    #[arg(long)]
+    pub pull_request: bool,
+    /// GitHub login of the user triggering the job.
+    #[arg(long, requires = "github_id")]
+    pub user: Option<String>,
+    /// Numeric GitHub account id of --user.
+    #[arg(long, requires = "user")]
+    pub github_id: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn check(a: CheckArgs) -> CliResult {
+    let client = a.server.client()?;
+    let mut query = vec![
+        ("project", a.project.clone()),
+        ("resource", a.resource.clone()),
+        ("pull_request", a.pull_request.to_string()),
+    ];
+    if let Some(u) = &a.user {
+        query.push(("user", u.clone()));
+    }
+    if let Some(id) = a.github_id {
+        query.push(("github_id", id.to_string()));
+    }
+    let answer: AccessAnswer = client.get_json("/v1/access/check", &query)?;
+    if a.json {
+        print_json(&answer);
+    } else if answer.allowed {
+        let grant = answer.grant.as_ref().map(|g| format!(" (grant {})", g.grant)).unwrap_or_default();
+        println!("allowed: {} may use {}{grant}", a.project, a.resource);
+    } else {
+        println!("denied: {} may not use {}: {}", a.project, a.resource, answer.reason);
+    }
+    if answer.allowed {
+        Ok(())
+    } else {
+        Err(CliError { message: String::new(), code: EXIT_DENIED })
+    }
+}
+
+/// A sponsor's pools and how their credits are used.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline usage numfocus --from 2026-01-01 --to 2026-04-01")]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    pub sponsor: String,
+    /// Start of the daily series (RFC 3339 or YYYY-MM-DD).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the daily series (exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn usage(a: UsageArgs) -> CliResult {
+    let client = a.server.client()?;
+    let mut query = Vec::new();
+    if let Some(f) = a.from {
+        query.push(("from", f));
+    }
+    if let Some(t) = a.to {
+        query.push(("to", t));
+    }
+    let path = format!("/v1/sponsors/{}/usage", encode_path_segment(&a.sponsor));
+    let usage: SponsorUsage = client.get_json(&path, &query)?;
+    if a.json {
+        print_json(&usage);
+        return Ok(());
+    }
+    println!("sponsor {} ({})", usage.sponsor, usage.name);
+    let mut pools = Table::new(&["POOL", "UNIT", "DEPOSITED", "ALLOCATED", "USED", "REMAINING", "RESOURCES"]);
+    for p in &usage.pools {
+        pools.row(vec![
+            p.pool.clone(),
+            p.unit.clone(),
+            p.deposited.to_string(),
+            p.allocated.to_string(),
+            p.used.to_string(),
+            p.remaining.to_string(),
+            p.resources.join(","),
+        ]);
+    }
+    print!("\n{}", if pools.is_empty() { "no pools\n".to_string() } else { pools.render() });
+    let mut projects = Table::new(&["PROJECT", "POOL", "RESOURCE", "USED"]);
+    for p in &usage.projects {
+        projects.row(vec![p.project.clone(), p.pool.clone(), p.resource.clone(), p.used.to_string()]);
+    }
+    if !projects.is_empty() {
+        print!("\n{}", projects.render());
+    }
+    let mut series = Table::new(&["DAY", "POOL", "USED"]);
+    for d in &usage.series {
+        series.row(vec![d.day.clone(), d.pool.clone(), d.amount.to_string()]);
+    }
+    if !series.is_empty() {
+        print!("\n{}", series.render());
+    }
+    Ok(())
+}
+
+/// Requests with their approvals so far.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline requests --status pending")]
+pub struct RequestsArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    /// pending, granted, denied or withdrawn.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct RequestList {
+    requests: Vec<RequestView>,
+}
+
+pub fn requests(a: RequestsArgs) -> CliResult {
+    let client = a.server.client()?;
+    let query: Vec<(&str, String)> = a.status.map(|s| vec![("status", s)]).unwrap_or_default();
+    let list: RequestList = client.get_json("/v1/requests", &query)?;
+    if a.json {
+        print_json(&list);
+        return Ok(());
+    }
+    let mut t = Table::new(&["REQUEST", "PROJECT", "RESOURCE", "STATUS", "APPROVALS", "REQUESTER", "GRANT"]);
+    for r in &list.requests {
+        t.row(vec![
+            r.request.clone(),
+            r.project.clone(),
+            r.resource.clone(),
+            r.status.clone(),
+            format!("{}/{}", r.approvals.len(), r.approvals_required),
+            r.requester.clone(),
+            opt(&r.grant),
+        ]);
+    }
+    if t.is_empty() {
+        println!("no requests");
+    } else {
+        print!("{}", t.render());
+    }
+    Ok(())
+}

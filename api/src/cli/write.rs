@@ -1,0 +1,467 @@
+//! Writing events: the generic `submit` and one friendly command per common event. Each
+//! builds the statement, signs the DSSE envelope as the key's actor, posts it and prints the
+//! receipt or the server's problem in plain words.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ledger::keys::{SigningKey, VerifierKey};
+use serde_json::{json, Map, Value};
+
+use super::{read_input_file, CliError, CliResult, SignerOpts};
+use crate::client::{random_id, sign_statement, Client, Submitted};
+
+/// A client that signs as one actor for one log.
+pub struct Signer {
+    pub client: Client,
+    pub key: SigningKey,
+    pub origin: String,
+    pub json: bool,
+}
+
+impl Signer {
+    pub fn open(opts: &SignerOpts) -> Result<Signer, CliError> {
+        let key = SigningKey::read_file(&opts.key)?;
+        let client = opts.server.client()?;
+        let origin = client.log_info()?.origin;
+        Ok(Signer { client, key, origin, json: opts.json })
+    }
+
+    /// Signs and posts one event; `id` defaults to a random unique id.
+    pub fn post(&self, kind: &str, id: Option<String>, data: Value) -> Result<Submitted, CliError> {
+        let id = id.unwrap_or_else(|| random_id(kind));
+        let (_, envelope) = sign_statement(&self.key, &self.origin, &id, kind, data);
+        self.client.post_envelope(envelope).map_err(|e| {
+            let mut err = CliError::from(e);
+            err.message = format!("the server did not log {kind} {id:?}: {}", err.message);
+            err
+        })
+    }
+
+    /// Prints what happened: the receipt as JSON with --json, else a sentence.
+    pub fn report(&self, submitted: &Submitted, summary: &str) {
+        let r = &submitted.receipt;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+            return;
+        }
+        if submitted.new {
+            println!("{summary}");
+            println!("  logged as record {} (id {}), in checkpoint of size {}", r.seq, r.id, r.inclusion.tree_size);
+        } else {
+            println!("{summary} (already logged: identical re-submission)");
+            println!("  record {} (id {})", r.seq, r.id);
+        }
+    }
+}
+
+/// Inserts `value` under `name` when present (optional fields are omitted, not null).
+fn put<T: Into<Value>>(data: &mut Map<String, Value>, name: &str, value: Option<T>) {
+    if let Some(v) = value {
+        data.insert(name.to_string(), v.into());
+    }
+}
+
+/// Submit any event type with JSON data (the generic form of every write command).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  grantline submit --key admin.key actor.roles_set --data '{\"actor\":\"alice\",\"roles\":[\"reviewer\"]}'\n  grantline submit --key bot.key user.terms_accepted --data @accept.json --id terms-alice-1\n\nThe actor is the key's name; the ledger origin comes from the server; issued_at is now."
+)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Event type, e.g. access.requested (see DESIGN.md section 4).
+    #[arg(value_name = "TYPE")]
+    pub kind: String,
+    /// The statement's `data`: inline JSON, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub data: String,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn submit(a: SubmitArgs) -> CliResult {
+    let text = match a.data.strip_prefix('@') {
+        Some(path) => read_input_file(std::path::Path::new(path))?,
+        None => a.data.clone(),
+    };
+    let data: Value =
+        serde_json::from_str(&text).map_err(|e| CliError::new(format!("--data is not valid JSON: {e}")))?;
+    if !data.is_object() {
+        return Err(CliError::new("--data must be a JSON object"));
+    }
+    let s = Signer::open(&a.signer)?;
+    let sub = s.post(&a.kind, a.id, data)?;
+    s.report(&sub, &format!("{} accepted", a.kind));
+    Ok(())
+}
+
+/// Request access to a resource for a project (access.requested).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  grantline request pytorch-cpu-feedstock cirun-openstack-gpu-large --request gpu-pytorch \\\n      --justification 'CUDA builds time out on the free runners' --days 90 --credits 5000\n  grantline request --from-admin-request admin-requests/pytorch-gpu.yml\n\nThe request then needs the resource's quorum of approvals; the grant is issued automatically."
+)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Repository name, e.g. pytorch-cpu-feedstock.
+    #[arg(required_unless_present = "from_admin_request")]
+    pub project: Option<String>,
+    /// Resource name, e.g. cirun-openstack-gpu-large.
+    #[arg(required_unless_present = "from_admin_request")]
+    pub resource: Option<String>,
+    /// Why the project needs it.
+    #[arg(long, required_unless_present = "from_admin_request")]
+    pub justification: Option<String>,
+    /// Request id (reviewers approve it by this name); default: a random id.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// Also allow jobs on pull requests.
+    #[arg(long)]
+    pub pull_request: bool,
+    /// GitHub login the request is made for (they may not approve it).
+    #[arg(long, value_name = "LOGIN")]
+    pub on_behalf_of: Option<String>,
+    /// Link to the evidence (e.g. the admin-requests PR).
+    #[arg(long, value_name = "URL")]
+    pub evidence_url: Option<String>,
+    /// Credits asked for.
+    #[arg(long)]
+    pub credits: Option<u64>,
+    /// Days of access asked for.
+    #[arg(long)]
+    pub days: Option<u64>,
+    /// GitHub logins allowed to trigger jobs, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LOGIN,...")]
+    pub users: Option<Vec<String>>,
+    /// URL of a users JSON file instead of --users.
+    #[arg(long, value_name = "URL")]
+    pub users_from_json: Option<String>,
+    /// Build the request(s) from a conda-forge admin-requests YAML file instead.
+    #[arg(long, value_name = "FILE.yml", conflicts_with_all = ["project", "resource", "justification", "request"])]
+    pub from_admin_request: Option<PathBuf>,
+    /// Statement id; default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn request(a: RequestArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    if let Some(path) = &a.from_admin_request {
+        return super::interop::post_admin_request(&s, path);
+    }
+    let (Some(project), Some(resource), Some(justification)) = (a.project, a.resource, a.justification) else {
+        return Err(CliError::new("PROJECT, RESOURCE and --justification are required"));
+    };
+    let request = a.request.unwrap_or_else(|| random_id("req"));
+    let mut data = Map::new();
+    data.insert("request".into(), request.clone().into());
+    data.insert("project".into(), project.clone().into());
+    data.insert("resource".into(), resource.clone().into());
+    data.insert("justification".into(), justification.into());
+    data.insert("pull_request".into(), a.pull_request.into());
+    put(&mut data, "on_behalf_of", a.on_behalf_of);
+    put(&mut data, "evidence_url", a.evidence_url);
+    put(&mut data, "credits", a.credits);
+    put(&mut data, "days", a.days);
+    put(&mut data, "users", a.users);
+    put(&mut data, "users_from_json", a.users_from_json);
+    let sub = s.post("access.requested", a.id, Value::Object(data))?;
+    s.report(&sub, &format!("request {request} opened: {project} on {resource}"));
+    Ok(())
+}
+
+/// Approve a request (request.approved); distinct reviewers count toward the quorum.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline approve gpu-pytorch --note 'GPU tests are needed' --pool numfocus-2026 --key alice.key"
+)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// The request id.
+    pub request: String,
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Credit pool the grant draws on.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// Credit limit for the grant (overrides the request's).
+    #[arg(long)]
+    pub credits: Option<u64>,
+    /// Days of access (overrides the request's).
+    #[arg(long)]
+    pub days: Option<u64>,
+    /// Statement id; default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn approve(a: ApproveArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let mut data = Map::new();
+    data.insert("request".into(), a.request.clone().into());
+    put(&mut data, "note", a.note);
+    put(&mut data, "pool", a.pool);
+    put(&mut data, "credits", a.credits);
+    put(&mut data, "days", a.days);
+    let sub = s.post("request.approved", a.id, Value::Object(data))?;
+    s.report(&sub, &format!("request {} approved by {}", a.request, s.key.name()));
+    Ok(())
+}
+
+/// Deny a request (request.denied); closes it.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline deny gpu-pytorch --reason 'no GPU code in this feedstock' --key alice.key"
+)]
+pub struct DenyArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    pub request: String,
+    #[arg(long)]
+    pub reason: String,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn deny(a: DenyArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let sub = s.post("request.denied", a.id, json!({"request": a.request, "reason": a.reason}))?;
+    s.report(&sub, &format!("request {} denied", a.request));
+    Ok(())
+}
+
+/// Withdraw your own request (request.withdrawn).
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline withdraw gpu-pytorch --key bot.key")]
+pub struct WithdrawArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    pub request: String,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn withdraw(a: WithdrawArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let sub = s.post("request.withdrawn", a.id, json!({"request": a.request}))?;
+    s.report(&sub, &format!("request {} withdrawn", a.request));
+    Ok(())
+}
+
+/// Revoke a grant now (grant.revoked).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline revoke grant-gpu-pytorch --reason 'project archived' --key admin.key\n\nGrant ids are listed by `grantline allocations`."
+)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// The grant id.
+    pub grant: String,
+    #[arg(long)]
+    pub reason: String,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn revoke(a: RevokeArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let sub = s.post("grant.revoked", a.id, json!({"grant": a.grant, "reason": a.reason}))?;
+    s.report(&sub, &format!("grant {} revoked", a.grant));
+    Ok(())
+}
+
+/// Register an actor with their verifier key and roles (actor.registered; admin only).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline register-actor alice @alice.key.pub --roles reviewer --key admin.key\n\nRoles: admin, reviewer, requester, meter, sponsor. The verifier key is the line printed by\n`grantline keygen` (or @FILE to read it from the .pub file)."
+)]
+pub struct RegisterActorArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// The actor's name (must be the name inside their key).
+    pub name: String,
+    /// The actor's verifier key, `<name>+<id>+<base64>`, or @FILE.
+    #[arg(value_name = "VKEY|@FILE")]
+    pub verifier_key: String,
+    /// Roles, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "ROLE,...")]
+    pub roles: Vec<String>,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn register_actor(a: RegisterActorArgs) -> CliResult {
+    let text = match a.verifier_key.strip_prefix('@') {
+        Some(path) => read_input_file(std::path::Path::new(path))?,
+        None => a.verifier_key.clone(),
+    };
+    let vkey = VerifierKey::parse(text.trim()).map_err(|e| CliError::new(format!("invalid verifier key: {e}")))?;
+    let s = Signer::open(&a.signer)?;
+    let data = json!({"actor": a.name, "key": vkey.to_string(), "roles": a.roles});
+    let sub = s.post("actor.registered", a.id, data)?;
+    s.report(&sub, &format!("actor {} registered with roles {}", a.name, a.roles.join(", ")));
+    Ok(())
+}
+
+/// Define a resource that projects can request (resource.defined; admin only).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline define-resource cirun-openstack-gpu-large --provider open-gpu-server \\\n      --unit runner-minutes --approvals-required 2 --max-days 365 --key admin.key"
+)]
+pub struct DefineResourceArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Resource name (the runner label), e.g. cirun-openstack-gpu-large.
+    pub resource: String,
+    #[arg(long)]
+    pub provider: String,
+    /// Unit credits are counted in, e.g. runner-minutes.
+    #[arg(long)]
+    pub unit: String,
+    /// Distinct reviewer approvals a request needs.
+    #[arg(long)]
+    pub approvals_required: u32,
+    /// Longest grant, in days.
+    #[arg(long)]
+    pub max_days: Option<u64>,
+    /// Terms version users must accept.
+    #[arg(long)]
+    pub terms: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn define_resource(a: DefineResourceArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let mut data = Map::new();
+    data.insert("resource".into(), a.resource.clone().into());
+    data.insert("provider".into(), a.provider.into());
+    data.insert("unit".into(), a.unit.into());
+    data.insert("approvals_required".into(), a.approvals_required.into());
+    put(&mut data, "description", a.description);
+    put(&mut data, "max_days", a.max_days);
+    put(&mut data, "terms", a.terms);
+    let sub = s.post("resource.defined", a.id, Value::Object(data))?;
+    s.report(&sub, &format!("resource {} defined ({} approvals required)", a.resource, a.approvals_required));
+    Ok(())
+}
+
+/// Register a sponsor (sponsor.registered; admin only).
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline register-sponsor numfocus --name 'NumFOCUS' --key admin.key")]
+pub struct RegisterSponsorArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Sponsor id.
+    pub sponsor: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn register_sponsor(a: RegisterSponsorArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let sub = s.post("sponsor.registered", a.id, json!({"sponsor": a.sponsor, "name": a.name}))?;
+    s.report(&sub, &format!("sponsor {} registered", a.sponsor));
+    Ok(())
+}
+
+/// Deposit credits into a sponsor's pool (credits.deposited).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline deposit --pool numfocus-2026 --sponsor numfocus --amount 100000 \\\n      --unit runner-minutes --resources cirun-openstack-gpu-large --key admin.key"
+)]
+pub struct DepositArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    #[arg(long)]
+    pub pool: String,
+    #[arg(long)]
+    pub sponsor: String,
+    #[arg(long)]
+    pub amount: u64,
+    #[arg(long)]
+    pub unit: String,
+    /// Resources the pool pays for, comma-separated; `*` for all.
+    #[arg(long, value_delimiter = ',', default_value = "*", value_name = "RESOURCE,...")]
+    pub resources: Vec<String>,
+    /// When the credits expire (RFC 3339).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn deposit(a: DepositArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let mut data = Map::new();
+    data.insert("pool".into(), a.pool.clone().into());
+    data.insert("sponsor".into(), a.sponsor.clone().into());
+    data.insert("amount".into(), a.amount.into());
+    data.insert("unit".into(), a.unit.clone().into());
+    data.insert("resources".into(), a.resources.into());
+    put(&mut data, "expires_at", a.expires_at);
+    let sub = s.post("credits.deposited", a.id, Value::Object(data))?;
+    s.report(&sub, &format!("{} {} deposited into pool {} by {}", a.amount, a.unit, a.pool, a.sponsor));
+    Ok(())
+}
+
+/// Report a finished job's usage (usage.reported; meter role).
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  grantline report-usage --usage job-8812 --project pytorch-cpu-feedstock \\\n      --resource cirun-openstack-gpu-large --amount 42 \\\n      --started-at 2026-03-01T10:00:00Z --ended-at 2026-03-01T10:42:00Z --key meter.key\n\nThe usage id is the job id: reporting it again is counted once."
+)]
+pub struct ReportUsageArgs {
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Job id (idempotent).
+    #[arg(long)]
+    pub usage: String,
+    #[arg(long)]
+    pub project: String,
+    #[arg(long)]
+    pub resource: String,
+    #[arg(long)]
+    pub amount: u64,
+    /// RFC 3339.
+    #[arg(long)]
+    pub started_at: String,
+    /// RFC 3339.
+    #[arg(long)]
+    pub ended_at: String,
+    #[arg(long)]
+    pub run_url: Option<String>,
+    /// Statement id (idempotency key); default: a random unique id.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+pub fn report_usage(a: ReportUsageArgs) -> CliResult {
+    let s = Signer::open(&a.signer)?;
+    let mut data = Map::new();
+    data.insert("usage".into(), a.usage.clone().into());
+    data.insert("project".into(), a.project.clone().into());
+    data.insert("resource".into(), a.resource.clone().into());
+    data.insert("amount".into(), a.amount.into());
+    data.insert("started_at".into(), a.started_at.into());
+    data.insert("ended_at".into(), a.ended_at.into());
+    put(&mut data, "run_url", a.run_url);
+    let sub = s.post("usage.reported", a.id, Value::Object(data))?;
+    s.report(&sub, &format!("usage {}: {} on {} by {}", a.usage, a.amount, a.resource, a.project));
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The data directory: `<DIR>/db` (sled), `<DIR>/log.key`, `<DIR>/automation.key`; `init`
+//! (keys and the genesis record) and `open` (store, keys and the replayed state).
+
+use std::path::{Path, PathBuf};
+
+use ledger::dsse::Envelope;
+use ledger::keys::{KeyError, SigningKey, VerifierKey};
+use ledger::statement::{format_rfc3339_ms, is_valid_actor_name, Statement};
+use ledger::store::{AppendOutcome, Entry, Store, StoreError, RANGE_RECORDS_MAX};
+use projector::{Event, State};
+
+/// Name of the automation key (DESIGN.md section 2).
+pub const AUTOMATION_KEY_NAME: &str = "automation";
+/// Statement id of the genesis record.
+pub const GENESIS_ID: &str = "genesis";
+/// Origin `grantline serve` uses when it initialises a data dir on first run.
+pub const DEFAULT_ORIGIN: &str = "localhost/grantline";
+pub const DEFAULT_ADMIN: &str = "admin";
+pub const DEFAULT_DATA_DIR: &str = "grantline-data";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{0} is already initialised (it has a log key or records)")]
+    AlreadyInitialised(String),
+    #[error("{0} is not an initialised data directory (run `grantline init` first)")]
+    NotInitialised(String),
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid origin {0:?}: use a URL-like name without scheme, spaces or '+', e.g. ledger.example.org/ci")]
+    InvalidOrigin(String),
+    #[error("invalid admin name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,63}}$")]
+    InvalidAdmin(String),
+    #[error("genesis rejected: {0}")]
+    Genesis(String),
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> DataDirError {
+    DataDirError::Io { path: path.display().to_string(), reason: e.to_string() }
+}
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("db")
+    }
+
+    pub fn log_key(&self) -> PathBuf {
+        self.root.join("log.key")
+    }
+
+    pub fn automation_key(&self) -> PathBuf {
+        self.root.join("automation.key")
+    }
+
+    /// Where `grantline serve` puts the admin key when it initialises on first run.
+    pub fn default_admin_key(&self) -> PathBuf {
+        self.root.join("admin.key")
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.log_key().exists() || self.db().exists()
+    }
+}
+
+/// What `init` made; only public keys and paths (never secrets).
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub origin: String,
+    pub log_key: VerifierKey,
+    pub automation_key: VerifierKey,
+    pub admin_key: VerifierKey,
+    pub admin_key_path: PathBuf,
+}
+
+/// A valid origin is a signed-note key name that looks like a URL without scheme.
+pub fn is_valid_origin(origin: &str) -> bool {
+    ledger::keys::is_valid_key_name(origin) && !origin.contains("://") && origin.len() <= 200
+}
+
+/// Creates the data directory (mode 0700), the log, automation and admin keys (0600), and the
+/// genesis record signed by the admin.
+pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> Result<InitReport, DataDirError> {
+    if !is_valid_origin(origin) {
+        return Err(DataDirError::InvalidOrigin(origin.to_string()));
+    }
+    if !is_valid_actor_name(admin) {
+        return Err(DataDirError::InvalidAdmin(admin.to_string()));
+    }
+    if dir.is_initialised() {
+        return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
+    }
+    if admin_key_out.exists() {
+        return Err(io_err(admin_key_out, "file exists; refusing to overwrite a key"));
+    }
+    create_private_dir(&dir.root)?;
+
+    let log_key = SigningKey::generate(origin)?;
+    let automation_key = SigningKey::generate(AUTOMATION_KEY_NAME)?;
+    let admin_key = SigningKey::generate(admin)?;
+
+    let now = crate::now_ms();
+    let statement = Statement {
+        ledger: origin.to_string(),
+        id: GENESIS_ID.to_string(),
+        actor: admin.to_string(),
+        issued_at: format_rfc3339_ms(now),
+        kind: "ledger.genesis".to_string(),
+        data: serde_json::json!({
+            "admins": [admin_key.verifier().to_string()],
+            "automation_key": automation_key.verifier().to_string(),
+            "log_key": log_key.verifier().to_string(),
+        }),
+    };
+    let env = Envelope::sign(statement.to_payload(), &[&admin_key]);
+    let mut state = State::new();
+    let signers: Vec<String> = crate::replay::verify_signers(&state, &env, &statement)
+        .map_err(|e| DataDirError::Genesis(e.to_string()))?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    projector::check(&state, &statement, &signers, now).map_err(|r| DataDirError::Genesis(r.to_string()))?;
+
+    // Keys first: a crash before the genesis leaves a directory `open` refuses clearly.
+    admin_key.write_file(admin_key_out).map_err(|e| io_err(admin_key_out, e))?;
+    log_key.write_file(&dir.log_key()).map_err(|e| io_err(&dir.log_key(), e))?;
+    automation_key.write_file(&dir.automation_key()).map_err(|e| io_err(&dir.automation_key(), e))?;
+
+    let store = Store::open(&dir.db())?;
+    if store.size() != 0 {
+        return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
+    }
+    let entry = Entry { id: statement.id.clone(), envelope: env.canonical_json(), received_at_ms: now };
+    let outcomes = store.append(&[entry])?;
+    match outcomes.first() {
+        Some(AppendOutcome::Appended(rec)) => {
+            projector::apply(
+                &mut state,
+                &Event { seq: rec.seq, received_at_ms: rec.received_at_ms, statement: &statement, signers: &signers },
+            );
+        }
+        other => return Err(DataDirError::Genesis(format!("unexpected append outcome {other:?}"))),
+    }
+    Ok(InitReport {
+        origin: origin.to_string(),
+        log_key: log_key.verifier(),
+        automation_key: automation_key.verifier(),
+        admin_key: admin_key.verifier(),
+        admin_key_path: admin_key_out.to_path_buf(),
+    })
+}
+
+fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(|e| io_err(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(|e| io_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// An open data directory: the store, the server's keys and the state replayed from the log.
+pub struct Opened {
+    pub store: Store,
+    pub state: State,
+    pub log_key: SigningKey,
+    pub automation_key: SigningKey,
+    /// Records that did not verify during replay (logged; `grantline verify` names them).
+    pub replay_warnings: u64,
+}
+
+pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
+    if !dir.log_key().exists() || !dir.db().exists() {
+        return Err(DataDirError::NotInitialised(dir.root.display().to_string()));
+    }
+    let log_key = SigningKey::read_file(&dir.log_key())?;
+    let automation_key = SigningKey::read_file(&dir.automation_key())?;
+    let store = Store::open(&dir.db())?;
+    if store.size() == 0 {
+        return Err(DataDirError::Mismatch(format!(
+            "{} has keys but no genesis record (an interrupted init?); remove it and run init again",
+            dir.root.display()
+        )));
+    }
+    let (state, replay_warnings) = replay_store(&store)?;
+    if state.log_key() != Some(&log_key.verifier()) {
+        return Err(DataDirError::Mismatch(format!(
+            "{} does not match the log key named in the genesis record",
+            dir.log_key().display()
+        )));
+    }
+    if state.automation_key() != Some(&automation_key.verifier()) {
+        return Err(DataDirError::Mismatch(format!(
+            "{} does not match the automation key named in the genesis record",
+            dir.automation_key().display()
+        )));
+    }
+    Ok(Opened { store, state, log_key, automation_key, replay_warnings })
+}
+
+/// Rebuilds the state by folding every stored record in seq order.
+pub fn replay_store(store: &Store) -> Result<(State, u64), DataDirError> {
+    let size = store.size();
+    let mut state = State::new();
+    let mut warnings = 0u64;
+    let mut next = 0u64;
+    while next < size {
+        let page = store.range(next, RANGE_RECORDS_MAX)?;
+        if page.is_empty() {
+            return Err(DataDirError::Mismatch(format!("record {next} is missing from the store")));
+        }
+        for rec in &page {
+            if rec.seq != next {
+                return Err(DataDirError::Mismatch(format!("expected record {next}, found {}", rec.seq)));
+            }
+            if let Err(e) = crate::replay::apply_record(&mut state, rec) {
+                warnings += 1;
+                tracing::warn!("replay: {e}");
+            }
+            next += 1;
+        }
+    }
+    Ok((state, warnings))
+}

@@ -1,0 +1,193 @@
+//! The HTTP service: `grantline serve`.
+//!
+//! Writes flow one way: handler (parse, verify signatures, on the tokio workers) → bounded
+//! queue → [`sequencer`] (idempotency, `projector::check`, group commit, publish) → receipts,
+//! SSE, automation. Reads are served from the published [`snapshot::Snapshot`] and the store's
+//! immutable records below its size.
+//!
+//! Routes live in [`routes`], one module per area; a new area (pages, exports, explain) is a
+//! new module whose `routes()` is merged in [`router`].
+
+pub mod connections;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod sequencer;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
+use axum::Router;
+use ledger::store::Store;
+use tokio::sync::{broadcast, watch, Semaphore};
+use tower::ServiceBuilder;
+
+use crate::datadir::{DataDir, Opened};
+use crate::limits::{
+    CONNECTIONS_MAX, REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS, SSE_BROADCAST_BATCHES_MAX,
+    SSE_STREAMS_MAX,
+};
+use crate::problem::Problem;
+use metrics::Metrics;
+use sequencer::{LiveBatch, Queue};
+use snapshot::Snapshot;
+
+/// What every handler shares.
+pub struct App {
+    pub store: Store,
+    pub published: Arc<ArcSwap<Snapshot>>,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    /// New records, per batch, for SSE subscribers.
+    pub live: broadcast::Sender<LiveBatch>,
+    pub sse_slots: Arc<Semaphore>,
+    /// Flips to true when the server shuts down (SSE streams end).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load_full()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data: DataDir,
+    pub addr: SocketAddr,
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    #[error(transparent)]
+    Start(#[from] sequencer::StartError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("server error: {0}")]
+    Io(String),
+}
+
+/// The whole router, with its limits.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .merge(routes::events::routes())
+        .merge(routes::proofs::routes())
+        .merge(routes::views::routes())
+        .merge(routes::stream::routes())
+        .merge(routes::ops::routes())
+        .fallback(routes::not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware_error))
+                .load_shed()
+                .concurrency_limit(REQUESTS_IN_FLIGHT_MAX)
+                .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)),
+        )
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn middleware_error(err: tower::BoxError) -> Problem {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long")
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        Problem::overloaded("too many requests in flight; retry later")
+    } else {
+        Problem::internal("internal error")
+    }
+}
+
+/// Runs the server on an opened data directory until SIGTERM or Ctrl-C. Prints exactly one
+/// line, `grantline listening on http://<addr>`, once bound.
+pub async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::default());
+    let (live, _) = broadcast::channel(SSE_BROADCAST_BATCHES_MAX);
+    let store = opened.store.clone();
+    if opened.replay_warnings > 0 {
+        tracing::warn!("{} records did not verify during replay; run `grantline verify`", opened.replay_warnings);
+    }
+    let started = sequencer::start(opened, config.queue_depth, metrics.clone(), live.clone())?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let app = Arc::new(App {
+        store,
+        published: started.published.clone(),
+        queue: started.queue,
+        metrics,
+        live,
+        sse_slots: Arc::new(Semaphore::new(SSE_STREAMS_MAX)),
+        shutdown: shutdown_rx.clone(),
+    });
+    let snapshot = app.snapshot();
+    tracing::info!(
+        origin = %snapshot.origin,
+        size = snapshot.size,
+        log_key = %snapshot.log_key,
+        data = %config.data.root.display(),
+        "log opened"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| ServeError::Bind { addr: config.addr, reason: e.to_string() })?;
+    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "grantline listening on http://{local}");
+        let _ = out.flush();
+    }
+
+    let app_router = router(app.clone());
+    let connections = connections::ConnectionCap::new(app_router, CONNECTIONS_MAX);
+    let server = axum::serve(listener, connections).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    let mut grace_rx = shutdown_rx;
+    let result = tokio::select! {
+        r = server => r.map_err(|e| ServeError::Io(e.to_string())),
+        _ = async {
+            let _ = grace_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
+        } => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
+    drop(app);
+    let handle = started.handle;
+    let _ = tokio::task::spawn_blocking(move || handle.stop()).await;
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,170 @@
+//! `POST /v1/events` and the record reads.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use ledger::b64;
+use ledger::dsse::{Envelope, EnvelopeError, SignatureFailure};
+use ledger::record::{Record, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};
+use ledger::statement::Statement;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::store_error;
+use crate::json::{hashes_b64, InclusionProof, Receipt, RecordJson, RecordPage};
+use crate::limits::{BODY_BYTES_MAX, EVENTS_PAGE_RECORDS_DEFAULT, EVENTS_PAGE_RECORDS_MAX};
+use crate::problem::Problem;
+use crate::server::extract::{P, Q};
+use crate::server::sequencer::{Outcome, QueueError, Submission};
+use crate::server::snapshot::Snapshot;
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", get(list).post(submit))
+        .route("/v1/events/:seq", get(by_seq))
+        .route("/v1/events/by-id/:id", get(by_id))
+}
+
+/// Reads the body, refusing more than BODY_BYTES_MAX bytes with a problem (not axum's text).
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Problem> {
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {BODY_BYTES_MAX} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(BODY_BYTES_MAX as u64) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Problem::bad_request("body_unreadable", e.to_string()))?;
+        if buf.len() + chunk.len() > BODY_BYTES_MAX {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match submit_inner(&app, &headers, body).await {
+        Ok(resp) => resp,
+        Err(problem) => {
+            app.metrics.reject(&problem.code);
+            problem.into_response()
+        }
+    }
+}
+
+async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+    let body = read_body(headers, body).await?;
+    let envelope = Envelope::parse(&body).map_err(|e| match e {
+        EnvelopeError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+        _ => Problem::bad_request("malformed_envelope", e.to_string()),
+    })?;
+    let statement =
+        Statement::parse(&envelope.payload).map_err(|e| Problem::bad_request("malformed_statement", e.to_string()))?;
+    // Signatures are checked here, on the handler's worker thread, in parallel across
+    // requests; the sequencer only re-checks that the keys are still active.
+    let snapshot = app.snapshot();
+    let signers = crate::replay::verify_signers(&snapshot.state, &envelope, &statement).map_err(|e| match e {
+        SignatureFailure::UnknownKey { .. } => Problem::unauthorized("unknown_key", e.to_string()),
+        SignatureFailure::BadSignature { .. } => Problem::unauthorized("bad_signature", e.to_string()),
+    })?;
+    let id = statement.id.clone();
+    let canonical = envelope.canonical_json();
+    // Checked here so one oversized record can never fail a whole batch's append.
+    if canonical.len() + LEAF_HEADER_BYTES > LEAF_BYTES_MAX {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the record would exceed {LEAF_BYTES_MAX} bytes"),
+        ));
+    }
+    let (tx, rx) = oneshot::channel();
+    let submission = Submission { statement, canonical, signers, reply: Some(tx) };
+    app.queue.try_send(submission).map_err(|e| match e {
+        QueueError::Full => Problem::overloaded("the write queue is full; retry later"),
+        QueueError::Closed => Problem::overloaded("the server is shutting down; retry later"),
+    })?;
+    let outcome = rx.await.map_err(|_| Problem::overloaded("the server is shutting down; retry later"))?;
+    match outcome {
+        Outcome::Appended { record, snapshot } => {
+            Ok((StatusCode::CREATED, Json(receipt(app, &id, &record, &snapshot)?)).into_response())
+        }
+        Outcome::Duplicate { record, snapshot } => {
+            Ok((StatusCode::OK, Json(receipt(app, &id, &record, &snapshot)?)).into_response())
+        }
+        Outcome::Rejected(problem) => Err(problem),
+    }
+}
+
+/// The receipt of `record` against the checkpoint of `snapshot` (which includes it).
+fn receipt(app: &AppState, id: &str, record: &Record, snapshot: &Snapshot) -> Result<Receipt, Problem> {
+    debug_assert!(record.seq < snapshot.size);
+    let hashes = app.store.inclusion_proof(record.seq, snapshot.size).map_err(store_error)?;
+    Ok(Receipt {
+        seq: record.seq,
+        id: id.to_string(),
+        leaf_hash: b64::encode(record.leaf_hash()),
+        chain_hash: b64::encode(record.chain_hash()),
+        checkpoint: snapshot.checkpoint.clone(),
+        inclusion: InclusionProof { index: record.seq, tree_size: snapshot.size, hashes: hashes_b64(&hashes) },
+    })
+}
+
+pub fn record_json(rec: &Record) -> Result<RecordJson, Problem> {
+    RecordJson::from_record(rec).map_err(|e| {
+        tracing::error!("stored record does not decode: {e}");
+        Problem::internal(format!("stored record {} does not decode", rec.seq))
+    })
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?from=&limit=`: `limit` defaults to 100 and is capped at 1000.
+async fn list(State(app): State<AppState>, Q(p): Q<ListParams>) -> Result<Json<RecordPage>, Problem> {
+    let size = app.snapshot().size;
+    let from = p.from.unwrap_or(0);
+    let limit = p.limit.unwrap_or(EVENTS_PAGE_RECORDS_DEFAULT).min(EVENTS_PAGE_RECORDS_MAX);
+    if from >= size || limit == 0 {
+        return Ok(Json(RecordPage { records: Vec::new() }));
+    }
+    let limit = limit.min(usize::try_from(size - from).unwrap_or(usize::MAX));
+    let records = app.store.range(from, limit).map_err(store_error)?;
+    let records = records.iter().filter(|r| r.seq < size).map(record_json).collect::<Result<Vec<_>, Problem>>()?;
+    Ok(Json(RecordPage { records }))
+}
+
+async fn by_seq(State(app): State<AppState>, P(seq): P<u64>) -> Result<Json<RecordJson>, Problem> {
+    let size = app.snapshot().size;
+    if seq >= size {
+        return Err(Problem::not_found(format!("no record {seq}; the log has {size} records")));
+    }
+    match app.store.get(seq).map_err(store_error)? {
+        Some(rec) => Ok(Json(record_json(&rec)?)),
+        None => Err(Problem::not_found(format!("no record {seq}"))),
+    }
+}
+
+async fn by_id(State(app): State<AppState>, P(id): P<String>) -> Result<Json<RecordJson>, Problem> {
+    let size = app.snapshot().size;
+    match app.store.get_by_id(&id).map_err(store_error)? {
+        Some(rec) if rec.seq < size => Ok(Json(record_json(&rec)?)),
+        _ => Err(Problem::not_found(format!("no record with id {id:?}"))),
+    }
+}

@@ -1,0 +1,376 @@
+//! The projected state. Every collection is a persistent `im` map, so cloning a [`State`] is
+//! O(1) and `apply` changes only the paths it touches.
+//!
+//! Size: the state grows with live objects (actors, keys, resources, pools, requests, grants,
+//! terms acceptances), not with usage records. A usage report adds its amount to counters
+//! (the grant, the pool, the pool's per-project total, the pool's day) and a 64-bit FNV-1a
+//! hash of its `usage` id to the set of the grant it debited, so a repeated report is
+//! recognised. That set lives only while the grant is active: once the grant ends, reports for
+//! it are rejected anyway (`no_active_grant`), and the set is dropped. (Two different ids
+//! with the same 64-bit hash on one grant would make the second look like a repeat; with
+//! n reports the odds are about n²/2⁶⁵.)
+
+use std::sync::Arc;
+
+use im::{OrdMap, OrdSet, Vector};
+use ledger::keys::VerifierKey;
+use ledger::statement::Statement;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, EventData};
+use crate::GrantStatus;
+
+/// The name of the actor holding the automation key (DESIGN.md section 2).
+pub const AUTOMATION_ACTOR: &str = "automation";
+
+/// One timeline entry as stored (times as milliseconds; formatted by the views).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub actor: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Genesis {
+    pub origin: String,
+    pub log_key: VerifierKey,
+    pub automation_key: VerifierKey,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Actor {
+    pub actor: String,
+    /// Sorted; empty for `automation`, whose rights are fixed.
+    pub roles: Vec<String>,
+    /// Key ids, in the order added.
+    pub keys: Vector<String>,
+    pub registered_seq: u64,
+}
+
+impl Actor {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeyEntry {
+    pub key: VerifierKey,
+    pub actor: String,
+    pub added_seq: u64,
+    pub revoked_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Resource {
+    pub resource: String,
+    pub provider: String,
+    pub unit: String,
+    pub approvals_required: u32,
+    pub description: Option<String>,
+    pub max_days: Option<u64>,
+    pub terms: Option<String>,
+    pub retired_seq: Option<u64>,
+    pub defined_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Sponsor {
+    pub sponsor: String,
+    pub name: String,
+    pub registered_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub pool: String,
+    pub sponsor: String,
+    pub unit: String,
+    /// `["*"]` or resource names; the latest deposit's list.
+    pub resources: Vec<String>,
+    pub deposited: u64,
+    /// Per grant on the pool: active → max(credit_limit, used); ended → used; migrated → 0
+    /// (its successor carries the used credits). See [`Grant::pool_share`].
+    pub allocated: u64,
+    pub used: u64,
+    pub expires_at_ms: Option<i64>,
+    pub created_seq: u64,
+    /// project → resource → used.
+    pub per_project: OrdMap<String, OrdMap<String, u64>>,
+    /// UTC day number (Unix ms / 86,400,000) of the job's end → used.
+    pub daily: OrdMap<i64, u64>,
+}
+
+impl Pool {
+    pub fn covers(&self, resource: &str) -> bool {
+        self.resources.iter().any(|r| r == "*" || r == resource)
+    }
+
+    pub fn unallocated(&self, now_ms: i64) -> u64 {
+        if self.expires_at_ms.is_some_and(|t| t <= now_ms) {
+            return 0;
+        }
+        self.deposited.saturating_sub(self.allocated)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RequestStatus {
+    Pending,
+    Granted,
+    Denied,
+    Withdrawn,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Granted => "granted",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Approval {
+    pub reviewer: String,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub note: Option<String>,
+    pub pool: Option<String>,
+    pub credits: Option<u64>,
+    pub days: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub request: String,
+    pub project: String,
+    pub resource: String,
+    pub requester: String,
+    pub on_behalf_of: Option<String>,
+    pub justification: String,
+    pub pull_request: bool,
+    pub evidence_url: Option<String>,
+    pub credits: Option<u64>,
+    pub days: Option<u64>,
+    pub users: Option<Vec<String>>,
+    pub users_from_json: Option<String>,
+    pub status: RequestStatus,
+    pub approvals: Vector<Approval>,
+    pub grant: Option<String>,
+    pub opened_seq: u64,
+    pub closed_seq: Option<u64>,
+    pub timeline: Vector<Entry>,
+}
+
+impl Request {
+    /// Pool, credits and days of the grant the quorum issues: the request's, each overridden
+    /// by the latest approval that sets it.
+    pub fn effective_terms(&self) -> (Option<String>, Option<u64>, Option<u64>) {
+        let pool = self.approvals.iter().rev().find_map(|a| a.pool.clone());
+        let credits = self.approvals.iter().rev().find_map(|a| a.credits).or(self.credits);
+        let days = self.approvals.iter().rev().find_map(|a| a.days).or(self.days);
+        (pool, credits, days)
+    }
+
+    pub fn approved_by(&self, reviewer: &str) -> bool {
+        self.approvals.iter().any(|a| a.reviewer == reviewer)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Grant {
+    pub grant: String,
+    pub project: String,
+    pub resource: String,
+    pub pull_request: bool,
+    pub request: Option<String>,
+    pub pool: Option<String>,
+    pub credit_limit: Option<u64>,
+    pub used: u64,
+    pub expires_at_ms: Option<i64>,
+    pub users: Option<Vec<String>>,
+    pub users_from_json: Option<String>,
+    pub roles: Vec<String>,
+    pub status: GrantStatus,
+    pub issued_seq: u64,
+    pub ended_seq: Option<u64>,
+    pub history: Vector<Entry>,
+    /// FNV-1a hashes of the `usage` ids debited, kept only while the grant is active.
+    pub usage_ids: OrdSet<u64>,
+    pub usage_reports: u64,
+    pub last_usage_seq: Option<u64>,
+    pub last_usage_at_ms: Option<i64>,
+}
+
+impl Grant {
+    /// The status at `now_ms`: an active grant past `expires_at` or out of credits counts as
+    /// ended even before `grant.expired` / `grant.exhausted` is appended.
+    pub fn status_at(&self, now_ms: i64) -> GrantStatus {
+        if self.status != GrantStatus::Active {
+            return self.status.clone();
+        }
+        if self.expires_at_ms.is_some_and(|t| t <= now_ms) {
+            return GrantStatus::Expired;
+        }
+        if self.is_exhausted() {
+            return GrantStatus::Exhausted;
+        }
+        GrantStatus::Active
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.credit_limit.is_some_and(|limit| self.used >= limit)
+    }
+
+    pub fn is_active_at(&self, now_ms: i64) -> bool {
+        self.status_at(now_ms) == GrantStatus::Active
+    }
+
+    /// What the grant holds of its pool's deposit.
+    pub fn pool_share(&self) -> u64 {
+        match self.status {
+            GrantStatus::Active => self.credit_limit.unwrap_or(0).max(self.used),
+            GrantStatus::Migrated => 0,
+            _ => self.used,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ProjectIndex {
+    /// Grant ids, oldest first.
+    pub grants: Vector<String>,
+    /// Request ids, oldest first.
+    pub requests: Vector<String>,
+    /// Grants whose stored status is active, so usage and access checks do not walk the
+    /// project's whole grant history.
+    pub active: OrdSet<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UserTerms {
+    pub user: String,
+    pub github_id: u64,
+    /// Terms version → seq of the acceptance, for the versions currently accepted.
+    pub accepted: OrdMap<String, u64>,
+    pub last_seq: u64,
+}
+
+/// The whole projected state. Cheap to clone; serialisable, so it can be snapshotted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub(crate) size: u64,
+    pub(crate) genesis: Option<Genesis>,
+    pub(crate) actors: OrdMap<String, Arc<Actor>>,
+    /// keyid → key (active and revoked).
+    pub(crate) keys: OrdMap<String, KeyEntry>,
+    pub(crate) resources: OrdMap<String, Arc<Resource>>,
+    pub(crate) sponsors: OrdMap<String, Sponsor>,
+    pub(crate) pools: OrdMap<String, Arc<Pool>>,
+    pub(crate) requests: OrdMap<String, Arc<Request>>,
+    pub(crate) grants: OrdMap<String, Arc<Grant>>,
+    pub(crate) projects: OrdMap<String, ProjectIndex>,
+    /// Lowercased GitHub login (logins are case-insensitive) → terms acceptances.
+    pub(crate) users: OrdMap<String, Arc<UserTerms>>,
+    /// Pending requests that reached their quorum and wait for `grant.issued`.
+    pub(crate) awaiting_grant: OrdSet<String>,
+    /// Grants whose stored status is active.
+    pub(crate) active_grants: OrdSet<String>,
+    /// (expires_at_ms, grant) of active grants with an expiry.
+    pub(crate) expiry_index: OrdSet<(i64, String)>,
+    /// Active grants whose usage reached their credit limit.
+    pub(crate) exhausted_pending: OrdSet<String>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Number of records applied (the next seq).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The log origin, from the genesis record's `ledger` field.
+    pub fn origin(&self) -> Option<&str> {
+        self.genesis.as_ref().map(|g| g.origin.as_str())
+    }
+
+    /// The log key named in genesis (checkpoints are signed by it).
+    pub fn log_key(&self) -> Option<&VerifierKey> {
+        self.genesis.as_ref().map(|g| &g.log_key)
+    }
+
+    /// The automation key named in genesis.
+    pub fn automation_key(&self) -> Option<&VerifierKey> {
+        self.genesis.as_ref().map(|g| &g.automation_key)
+    }
+
+    /// The key that may have made a signature with this keyid on this statement: an active
+    /// (registered, not revoked) key of some actor (the automation key included), or, while
+    /// the state is empty and the statement is the genesis, one of the admin keys the
+    /// genesis itself names.
+    pub fn signing_key(&self, keyid: &str, statement: &Statement) -> Option<VerifierKey> {
+        if self.size == 0 && self.genesis.is_none() && statement.kind == "ledger.genesis" {
+            if let Ok(EventData::Genesis { admins, .. }) = data::parse(&statement.kind, &statement.data) {
+                return admins.into_iter().find(|k| k.keyid() == keyid);
+            }
+            return None;
+        }
+        self.keys.get(keyid).filter(|k| k.revoked_seq.is_none()).map(|k| k.key.clone())
+    }
+
+    /// Active grants for (project, resource) at `now_ms`, oldest first.
+    pub(crate) fn grants_for(&self, project: &str, resource: &str) -> impl Iterator<Item = &Grant> + '_ {
+        let resource = resource.to_string();
+        self.projects
+            .get(project)
+            .into_iter()
+            .flat_map(|p| p.grants.iter())
+            .filter_map(move |id| self.grants.get(id).map(Arc::as_ref))
+            .filter(move |g| g.resource == resource)
+    }
+
+    /// Grants for (project, resource) whose stored status is active, oldest first.
+    pub(crate) fn active_grants_for(&self, project: &str, resource: &str) -> Vec<&Grant> {
+        let mut out: Vec<&Grant> = self
+            .projects
+            .get(project)
+            .into_iter()
+            .flat_map(|p| p.active.iter())
+            .filter_map(|id| self.grants.get(id).map(Arc::as_ref))
+            .filter(|g| g.resource == resource)
+            .collect();
+        out.sort_by_key(|g| g.issued_seq);
+        out
+    }
+
+    pub(crate) fn requests_for(&self, project: &str, resource: &str) -> impl Iterator<Item = &Request> + '_ {
+        let resource = resource.to_string();
+        self.projects
+            .get(project)
+            .into_iter()
+            .flat_map(|p| p.requests.iter())
+            .filter_map(move |id| self.requests.get(id).map(Arc::as_ref))
+            .filter(move |r| r.resource == resource)
+    }
+
+    pub(crate) fn admin_count(&self) -> usize {
+        self.actors.values().filter(|a| a.has_role("admin")).count()
+    }
+}
+
+/// A mutable reference to a shared map value, copying only that value if a snapshot holds it.
+pub(crate) fn mut_in<'a, T: Clone>(map: &'a mut OrdMap<String, Arc<T>>, key: &str) -> Option<&'a mut T> {
+    map.get_mut(key).map(Arc::make_mut)
+}

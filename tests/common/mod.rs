@@ -1,0 +1,255 @@
+//! Shared helpers for the end-to-end tests: start the real `grantline` binary on an ephemeral
+//! port over a temp data directory, run CLI commands against it, sign envelopes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use api::json::{LogInfo, Receipt};
+use ledger::dsse::Envelope;
+use ledger::keys::SigningKey;
+use ledger::statement::{format_rfc3339_ms, Statement};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_grantline");
+/// How long a server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data: PathBuf,
+    pub admin_key: PathBuf,
+    /// What the server printed before its listening line (first-run initialisation).
+    pub stdout: Vec<String>,
+}
+
+impl Server {
+    /// Starts `grantline serve` over `data` (initialised on first run) on 127.0.0.1:0.
+    pub fn start(data: &Path) -> Server {
+        Server::start_with_env(data, &[])
+    }
+
+    pub fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data);
+        Server::spawn(cmd, data, env)
+    }
+
+    /// Starts `grantline serve --addr 127.0.0.1:0` in `cwd` with the default data directory.
+    pub fn start_default(cwd: &Path) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]).current_dir(cwd);
+        Server::spawn(cmd, &cwd.join("grantline-data"), &[])
+    }
+
+    fn spawn(mut cmd: Command, data: &Path, env: &[(&str, &str)]) -> Server {
+        let log_path = data.with_extension("server.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn grantline serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut stdout = Vec::new();
+        let url = loop {
+            match rx.recv_timeout(START_TIMEOUT) {
+                Ok(line) => match line.strip_prefix("grantline listening on ") {
+                    Some(url) => break url.to_string(),
+                    None => stdout.push(line),
+                },
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("server did not start; its log:\n{log}");
+                }
+            }
+        };
+        Server { child: Some(child), url, data: data.to_path_buf(), admin_key: data.join("admin.key"), stdout }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+    }
+
+    /// Runs a CLI command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).env("GRANTLINE_SERVER", &self.url).env_remove("GRANTLINE_KEY").output().unwrap()
+    }
+
+    /// Runs a CLI command in `cwd` (relative paths as in the README).
+    pub fn cli_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(cwd).env("GRANTLINE_SERVER", &self.url).env_remove("GRANTLINE_KEY");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "grantline {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        http().get(format!("{}{path}", self.url)).send().unwrap()
+    }
+
+    pub fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path);
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().unwrap()
+    }
+
+    pub fn log(&self) -> LogInfo {
+        serde_json::from_value(self.get_json("/v1/log")).unwrap()
+    }
+
+    pub fn post(&self, body: Vec<u8>) -> reqwest::blocking::Response {
+        http()
+            .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    /// Signs and posts; returns the HTTP status and the JSON body.
+    pub fn submit(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> (u16, Value) {
+        let origin = self.log().origin;
+        let resp = self.post(envelope(key, &origin, id, kind, data));
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap())
+    }
+
+    /// Submits an event that must be appended; returns the receipt.
+    pub fn append(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> Receipt {
+        let (status, body) = self.submit(key, id, kind, data);
+        assert_eq!(status, 201, "{kind} {id}: {body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    pub fn admin(&self) -> SigningKey {
+        SigningKey::read_file(&self.admin_key).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// A signed envelope's canonical JSON, made with the project's own DSSE code.
+pub fn envelope(key: &SigningKey, origin: &str, id: &str, kind: &str, data: Value) -> Vec<u8> {
+    let st = Statement {
+        ledger: origin.to_string(),
+        id: id.to_string(),
+        actor: key.name().to_string(),
+        issued_at: format_rfc3339_ms(api::now_ms()),
+        kind: kind.to_string(),
+        data,
+    };
+    Envelope::sign(st.to_payload(), &[key]).canonical_json()
+}
+
+/// A key for `name`, written to `<dir>/<name>.key` with `grantline keygen`.
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, SigningKey) {
+    let path = dir.join(format!("{name}.key"));
+    let out = Command::new(BIN).args(["keygen", name, "--out"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+    let key = SigningKey::read_file(&path).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), key.verifier().to_string());
+    (path, key)
+}
+
+/// A ledger with a requester/meter bot, two reviewers, a resource needing two approvals, a
+/// sponsor and a pool: the README's cast.
+pub struct Cast {
+    pub bot: SigningKey,
+    pub alice: SigningKey,
+    pub bob: SigningKey,
+}
+
+pub const RESOURCE: &str = "cirun-openstack-gpu-large";
+pub const PROJECT: &str = "pytorch-cpu-feedstock";
+pub const POOL: &str = "numfocus-2026";
+pub const SPONSOR: &str = "numfocus";
+
+pub fn cast(server: &Server, dir: &Path) -> Cast {
+    let admin = server.admin();
+    let bot = SigningKey::generate("bot").unwrap();
+    let alice = SigningKey::generate("alice").unwrap();
+    let bob = SigningKey::generate("bob").unwrap();
+    let _ = dir;
+    for (key, roles) in [(&bot, vec!["requester", "meter"]), (&alice, vec!["reviewer"]), (&bob, vec!["reviewer"])] {
+        server.append(
+            &admin,
+            &format!("register-{}", key.name()),
+            "actor.registered",
+            serde_json::json!({"actor": key.name(), "key": key.verifier().to_string(), "roles": roles}),
+        );
+    }
+    server.append(
+        &admin,
+        "define-gpu",
+        "resource.defined",
+        serde_json::json!({"resource": RESOURCE, "provider": "open-gpu-server", "unit": "runner-minutes", "approvals_required": 2}),
+    );
+    server.append(
+        &admin,
+        "sponsor-numfocus",
+        "sponsor.registered",
+        serde_json::json!({"sponsor": SPONSOR, "name": "NumFOCUS"}),
+    );
+    server.append(
+        &admin,
+        "deposit-1",
+        "credits.deposited",
+        serde_json::json!({"pool": POOL, "sponsor": SPONSOR, "amount": 100000, "unit": "runner-minutes", "resources": [RESOURCE]}),
+    );
+    Cast { bot, alice, bob }
+}
+
+/// Opens a request for PROJECT on RESOURCE by the bot.
+pub fn open_request(server: &Server, cast: &Cast, request: &str) -> Receipt {
+    server.append(
+        &cast.bot,
+        &format!("open-{request}"),
+        "access.requested",
+        serde_json::json!({"request": request, "project": PROJECT, "resource": RESOURCE,
+            "justification": "GPU builds", "pull_request": false, "credits": 5000, "days": 90}),
+    )
+}
