@@ -354,7 +354,9 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        let matches = if old_size == 0 { *old_root == empty_root() } else { old_root == new_root };
+        // Size 0 has exactly one root; equal sizes need equal roots (also when both are 0).
+        let old_is_empty_root = old_size != 0 || *old_root == empty_root();
+        let matches = old_is_empty_root && (old_size != new_size || old_root == new_root);
         return if matches { Ok(()) } else { Err(ProofError::RootMismatch) };
     }
     // 0 < old_size < new_size. The proof is a suffix of the inclusion proof of leaf

@@ -242,3 +242,16 @@ proptest! {
         let _ = merkle::tree_hash(size, &tree);
     }
 }
+
+/// Fuzzing finding 1 (tests/fuzz/regressions.md): between two empty trees the new root must
+/// be checked too; size 0 has exactly one root.
+#[test]
+fn consistency_between_empty_trees_checks_the_new_root() {
+    use ledger::merkle::{empty_root, verify_consistency, ProofError};
+    let empty = empty_root();
+    assert_eq!(verify_consistency(0, 0, &empty, &empty, &[]), Ok(()));
+    let mut other = empty;
+    other[9] ^= 1;
+    assert_eq!(verify_consistency(0, 0, &empty, &other, &[]), Err(ProofError::RootMismatch));
+    assert_eq!(verify_consistency(0, 0, &other, &other, &[]), Err(ProofError::RootMismatch));
+}
