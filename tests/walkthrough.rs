@@ -39,10 +39,12 @@ impl Shell<'_> {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `grantline check` for the walkthrough's project: (exit code, stdout).
+    /// `grantline check` for the walkthrough's project: (exit code, the verdict: the last line,
+    /// after the checklist of steps).
     fn check(&self) -> (i32, String) {
         let out = self.run(&["check", PROJECT_, RESOURCE_], &[]);
-        (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap().trim().to_string())
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (out.status.code().unwrap(), stdout.lines().last().unwrap_or_default().to_string())
     }
 
     fn json(&self, args: &[&str]) -> Value {

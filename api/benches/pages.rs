@@ -144,6 +144,12 @@ fn render(c: &mut Criterion) {
         b.iter(|| pages::project(black_box(&state), &facts, "project-04242-feedstock").unwrap())
     });
     group.finish();
+    // For comparison: what `GET /v1/allocations` computes (every active grant's full view),
+    // and the summary `/` uses instead.
+    let mut group = c.benchmark_group("projector_10k_grants");
+    group.bench_function("allocations_all", |b| b.iter(|| black_box(&state).allocations(None, None, facts.now_ms)));
+    group.bench_function("runner_labels", |b| b.iter(|| black_box(&state).runner_labels(facts.now_ms)));
+    group.finish();
     let sizes = [
         ("index", pages::index(&state, &facts, None, 1).unwrap().len()),
         ("sponsor", pages::sponsor(&state, &facts, "numfocus").unwrap().len()),

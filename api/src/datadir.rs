@@ -204,7 +204,8 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
             dir.root.display()
         )));
     }
-    let (state, replay_warnings) = replay_store(&store)?;
+    // A saved projection snapshot plus the records after it, or a full replay.
+    let (state, replay_warnings) = crate::state_snapshot::restore(&store)?;
     if state.log_key() != Some(&log_key.verifier()) {
         return Err(DataDirError::Mismatch(format!(
             "{} does not match the log key named in the genesis record",

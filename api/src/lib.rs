@@ -14,9 +14,11 @@ pub mod client;
 pub mod datadir;
 pub mod json;
 pub mod limits;
+pub mod loadgen;
 pub mod problem;
 pub mod replay;
 pub mod server;
+pub mod state_snapshot;
 
 /// The server clock in Unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -16,6 +16,15 @@ pub const AUTOMATION_ROUNDS_MAX: usize = 8;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Open connections; more are answered 503 and closed.
 pub const CONNECTIONS_MAX: usize = 2048;
+/// Environment variable that lowers the connection cap (tests fill a small one).
+pub const CONNECTIONS_MAX_ENV: &str = "GRANTLINE_CONNECTIONS_MAX";
+/// A request head (request line and headers) must arrive within this time, and an idle
+/// kept-alive connection is closed after it: a slowloris holds no slot for longer.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Environment variable that lowers the header read timeout (tests use a short one).
+pub const HEADER_READ_TIMEOUT_ENV: &str = "GRANTLINE_HEADER_READ_TIMEOUT_MS";
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
+pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// Requests handled at once; more are shed with 503.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 /// Concurrent SSE subscribers; more are refused with 503.
@@ -39,3 +48,12 @@ pub const CLIENT_TIMEOUT_MS: u64 = 30_000;
 pub const CLIENT_PAGE_RECORDS: usize = 1000;
 /// Largest input file (`--data @file`, YAML files) the CLI reads.
 pub const CLIENT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// `max`, or the positive value of the environment variable `name` if it is lower: tests
+/// shrink limits this way, nothing can raise them.
+pub fn lowered_by_env(name: &str, max: u64) -> u64 {
+    match std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(v) if v > 0 => v.min(max),
+        _ => max,
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use im::{OrdMap, OrdSet, Vector};
+use im::{OrdMap, OrdSet};
 use ledger::statement::Statement;
 
 use crate::check::migrated_grant_id;
@@ -36,7 +36,7 @@ fn register_key(state: &mut State, actor: &str, key: ledger::keys::VerifierKey, 
     }
     state.keys.insert(keyid.clone(), KeyEntry { key, actor: actor.to_string(), added_seq: seq, revoked_seq: None });
     if let Some(a) = mut_in(&mut state.actors, actor) {
-        a.keys.push_back(keyid);
+        a.keys.push(keyid);
     }
 }
 
@@ -46,7 +46,7 @@ fn register_actor(state: &mut State, name: &str, key: ledger::keys::VerifierKey,
     }
     state.actors.insert(
         name.to_string(),
-        Arc::new(Actor { actor: name.to_string(), roles, keys: Vector::new(), registered_seq: seq }),
+        Arc::new(Actor { actor: name.to_string(), roles, keys: Vec::new(), registered_seq: seq }),
     );
     register_key(state, name, key, seq);
 }
@@ -66,7 +66,7 @@ fn end_grant(state: &mut State, id: &str, status: GrantStatus, seq: u64, e: Entr
     let before = g.pool_share();
     g.status = status;
     g.ended_seq = Some(seq);
-    g.history.push_back(e);
+    g.history.push(e);
     g.usage_ids = OrdSet::new();
     let after = g.pool_share();
     let pool = g.pool.clone();
@@ -90,7 +90,7 @@ fn close_request(state: &mut State, id: &str, status: RequestStatus, seq: u64, e
     }
     req.status = status;
     req.closed_seq = Some(seq);
-    req.timeline.push_back(e);
+    req.timeline.push(e);
     state.awaiting_grant.remove(id);
 }
 
@@ -236,11 +236,11 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                 users: d.users,
                 users_from_json: d.users_from_json,
                 status: RequestStatus::Pending,
-                approvals: Vector::new(),
+                approvals: Vec::new(),
                 grant: None,
                 opened_seq: seq,
                 closed_seq: None,
-                timeline: Vector::unit(entry(st, seq, at_ms, detail)),
+                timeline: vec![entry(st, seq, at_ms, detail)],
             };
             state.projects.entry(d.project).or_default().requests.push_back(d.request.clone());
             state.requests.insert(d.request, Arc::new(req));
@@ -251,7 +251,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                 return;
             }
             let required = state.resources.get(&req.resource).map_or(u32::MAX, |r| r.approvals_required);
-            req.approvals.push_back(Approval {
+            req.approvals.push(Approval {
                 reviewer: st.actor.clone(),
                 seq,
                 at_ms,
@@ -262,7 +262,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
             });
             let count = req.approvals.len() as u64;
             let detail = Some(format!("approval {count} of {required}"));
-            req.timeline.push_back(entry(st, seq, at_ms, detail));
+            req.timeline.push(entry(st, seq, at_ms, detail));
             if count >= u64::from(required) {
                 state.awaiting_grant.insert(d.request);
             }
@@ -306,7 +306,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                     status: GrantStatus::Active,
                     issued_seq: seq,
                     ended_seq: None,
-                    history: Vector::unit(e),
+                    history: vec![e],
                     usage_ids: OrdSet::new(),
                     usage_reports: 0,
                     last_usage_seq: None,
@@ -380,7 +380,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
             }
         }
         EventData::GrantsMigrated(d) => {
-            if !state.resources.get(&d.to_resource).is_some_and(|r| r.retired_seq.is_none()) {
+            if !matches!(state.resources.get(&d.to_resource), Some(r) if r.retired_seq.is_none()) {
                 return;
             }
             let moving: Vec<String> = state
@@ -399,7 +399,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                 let moved_to = format!("moved to grant {new_id} on {}: {}", d.to_resource, d.reason);
                 let moved_from = format!("moved from grant {id} on {}: {}", d.from_resource, d.reason);
                 let mut history = old.history.clone();
-                history.push_back(entry(st, seq, at_ms, Some(moved_from)));
+                history.push(entry(st, seq, at_ms, Some(moved_from)));
                 let successor = Grant {
                     grant: new_id,
                     resource: d.to_resource.clone(),
@@ -407,7 +407,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                     issued_seq: seq,
                     ended_seq: None,
                     history,
-                    ..Grant::clone(&old)
+                    ..Grant::clone(old)
                 };
                 end_grant(state, &id, GrantStatus::Migrated, seq, entry(st, seq, at_ms, Some(moved_to)));
                 insert_grant(state, successor);

@@ -69,7 +69,7 @@ pub fn automation(state: &State, now_ms: i64) -> Vec<Statement> {
             return out;
         }
         let Some(req) = state.requests.get(id) else { continue };
-        let retired = state.resources.get(&req.resource).map_or(true, |r| r.retired_seq.is_some());
+        let retired = !matches!(state.resources.get(&req.resource), Some(r) if r.retired_seq.is_none());
         if retired || state.grants.contains_key(&grant_id_for_request(id)) {
             continue;
         }

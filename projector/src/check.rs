@@ -1,7 +1,7 @@
 //! `check`: may this statement be appended now? (DESIGN.md sections 3 and 4.)
 //!
 //! Order: the statement's common fields, the event type, genesis first and only once, the
-//! ledger, the clock, the data, the signer, the role, then the rules of the current state.
+//! ledger, the clock, the signer, the data, the role, then the rules of the current state.
 
 use ledger::statement::Statement;
 
@@ -44,7 +44,20 @@ pub fn check(state: &State, statement: &Statement, signers: &[String], now_ms: i
             format!("issued_at {} is more than 5 minutes after the server clock", statement.issued_at),
         ));
     }
+    if is_genesis {
+        return check_genesis(statement, signers);
+    }
+    let Some(actor) = state.actors.get(&statement.actor) else {
+        return Err(reject(codes::UNKNOWN_ACTOR, format!("actor {:?} is not registered", statement.actor)));
+    };
+    authenticate(state, actor, signers)?;
     let parsed = data::parse(kind, &statement.data)?;
+    authorize(actor, statement, &parsed)?;
+    check_state(state, statement, &parsed, now_ms)
+}
+
+fn check_genesis(statement: &Statement, signers: &[String]) -> Result<(), Rejection> {
+    let parsed = data::parse(&statement.kind, &statement.data)?;
     if let EventData::Genesis { admins, log_key, .. } = &parsed {
         if statement.ledger != log_key.name() {
             return Err(reject(
@@ -61,14 +74,8 @@ pub fn check(state: &State, statement: &Statement, signers: &[String], now_ms: i
         if !signers.iter().any(|s| *s == admin.keyid()) {
             return Err(reject(codes::NOT_SIGNED_BY_ACTOR, format!("genesis must be signed by {}", admin.keyid())));
         }
-        return Ok(());
     }
-    let Some(actor) = state.actors.get(&statement.actor) else {
-        return Err(reject(codes::UNKNOWN_ACTOR, format!("actor {:?} is not registered", statement.actor)));
-    };
-    authenticate(state, actor, signers)?;
-    authorize(actor, statement, &parsed)?;
-    check_state(state, statement, &parsed, now_ms)
+    Ok(())
 }
 
 fn authenticate(state: &State, actor: &Actor, signers: &[String]) -> Result<(), Rejection> {

@@ -155,6 +155,9 @@ pub struct Explanation {
     pub user: Option<String>,
     pub allowed: bool,
     pub reason: String,
+    /// The grant the answer is about (the one that admits, or the one that ended), if any.
+    #[serde(default)]
+    pub grant: Option<String>,
     pub steps: Vec<ExplainStep>,
 }
 

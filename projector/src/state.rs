@@ -1,5 +1,8 @@
-//! The projected state. Every collection is a persistent `im` map, so cloning a [`State`] is
-//! O(1) and `apply` changes only the paths it touches.
+//! The projected state. Every collection is a persistent `im` map whose values are behind
+//! `Arc`, so cloning a [`State`] is O(1), and `apply` after a snapshot copies only the map
+//! paths and the one object it touches (`Arc::make_mut`). The short lists inside one object
+//! (a request's approvals and timeline, a grant's history, an actor's keys) are plain `Vec`s:
+//! `im::Vector` spills small vectors into 64-slot chunks, which cost ~5 KiB per request.
 //!
 //! Size: the state grows with live objects (actors, keys, resources, pools, requests, grants,
 //! terms acceptances), not with usage records. A usage report adds its amount to counters
@@ -47,7 +50,7 @@ pub(crate) struct Actor {
     /// Sorted; empty for `automation`, whose rights are fixed.
     pub roles: Vec<String>,
     /// Key ids, in the order added.
-    pub keys: Vector<String>,
+    pub keys: Vec<String>,
     pub registered_seq: u64,
 }
 
@@ -164,11 +167,11 @@ pub(crate) struct Request {
     pub users: Option<Vec<String>>,
     pub users_from_json: Option<String>,
     pub status: RequestStatus,
-    pub approvals: Vector<Approval>,
+    pub approvals: Vec<Approval>,
     pub grant: Option<String>,
     pub opened_seq: u64,
     pub closed_seq: Option<u64>,
-    pub timeline: Vector<Entry>,
+    pub timeline: Vec<Entry>,
 }
 
 impl Request {
@@ -203,7 +206,7 @@ pub(crate) struct Grant {
     pub status: GrantStatus,
     pub issued_seq: u64,
     pub ended_seq: Option<u64>,
-    pub history: Vector<Entry>,
+    pub history: Vec<Entry>,
     /// FNV-1a hashes of the `usage` ids debited, kept only while the grant is active.
     pub usage_ids: OrdSet<u64>,
     pub usage_reports: u64,

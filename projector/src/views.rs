@@ -129,7 +129,12 @@ impl State {
             return if users.iter().any(|u| u.eq_ignore_ascii_case(user)) {
                 UserCheck::Ok(Some(g.issued_seq), format!("{user} is on grant {}'s users list", g.grant))
             } else {
-                UserCheck::Denied("user_not_listed", format!("{user} is not on grant {}'s users list", g.grant), None)
+                // The grant.issued record carries the list, so it proves the denial.
+                UserCheck::Denied(
+                    "user_not_listed",
+                    format!("{user} is not on grant {}'s users list", g.grant),
+                    Some(g.issued_seq),
+                )
             };
         }
         if g.users_from_json.is_none() {
@@ -371,15 +376,20 @@ impl State {
             user: query.user.clone(),
             allowed: d.allowed,
             reason: d.reason,
+            grant: d.grant.map(|g| g.grant.clone()),
             steps,
         }
     }
 
     /// Requests, newest first; `status` filters (`pending`, `granted`, `denied`, `withdrawn`).
     pub fn requests(&self, status: Option<&str>) -> Vec<RequestView> {
-        let mut out: Vec<&Request> =
-            self.requests.values().filter(|r| status.map_or(true, |s| s == r.status.as_str())).map(|r| &**r).collect();
-        out.sort_by(|a, b| b.opened_seq.cmp(&a.opened_seq));
+        let mut out: Vec<&Request> = self
+            .requests
+            .values()
+            .filter(|r| status.is_none() || status == Some(r.status.as_str()))
+            .map(|r| &**r)
+            .collect();
+        out.sort_by_key(|r| std::cmp::Reverse(r.opened_seq));
         out.into_iter().map(|r| self.request_view(r)).collect()
     }
 

@@ -682,6 +682,34 @@ fn users_lists_and_pull_requests() {
     assert_eq!(w.state.access_check(&q, w.now_ms).reason, "pull_requests_not_granted");
 }
 
+/// A user missing from a grant's users list is denied by the grant.issued record that holds
+/// the list: explain cites it, and names the grant the answer is about.
+#[test]
+fn explain_cites_the_grant_for_user_not_listed() {
+    let mut w = World::standard();
+    let grant = w.granted("r1", "onnxruntime-feedstock", "cpu", json!({"users": ["cbourjau"]}), json!({}));
+    let issued = w.state.access_check(
+        &AccessQuery { project: "onnxruntime-feedstock".into(), resource: "cpu".into(), ..Default::default() },
+        w.now_ms,
+    );
+    let issued_seq = issued.grant.unwrap().issued_seq;
+    for (user, ok, reason) in [("mallory", false, "user_not_listed"), ("cbourjau", true, "ok")] {
+        let q = AccessQuery {
+            project: "onnxruntime-feedstock".into(),
+            resource: "cpu".into(),
+            user: Some(user.into()),
+            github_id: Some(7),
+            ..Default::default()
+        };
+        let e = w.state.explain(&q, w.now_ms);
+        assert_eq!((e.allowed, e.reason.as_str(), e.grant.as_deref()), (ok, reason, Some(grant.as_str())));
+        let step = e.steps.iter().find(|s| s.step == "user").unwrap();
+        assert_eq!((step.ok, step.seq), (ok, Some(issued_seq)), "{user}");
+    }
+    let none = AccessQuery { project: "scipy-feedstock".into(), resource: "cpu".into(), ..Default::default() };
+    assert_eq!(w.state.explain(&none, w.now_ms).grant, None);
+}
+
 // ---- migration ----
 
 #[test]

@@ -120,6 +120,8 @@ proptest! {
 const USAGE_PER_GRANT: u64 = 100;
 const FOLD_RECORDS: u64 = 1_000_000;
 const FOLD_PROJECTS: usize = 500;
+/// The server publishes a snapshot after every batch; the fold clones this often.
+const SNAPSHOT_EVERY_RECORDS: u32 = 100;
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -153,6 +155,7 @@ fn fold_a_million_records() {
         *seq += 1;
     };
     let mut p = 0usize;
+    let mut since_snapshot = 0u32;
     while seq < FOLD_RECORDS {
         now_ms += 1_000;
         let project = format!("project-{p}-feedstock");
@@ -196,8 +199,10 @@ fn fold_a_million_records() {
                 cycle[p] += 1;
             }
         }
-        if seq % 100 == 0 {
+        since_snapshot += 1;
+        if since_snapshot == SNAPSHOT_EVERY_RECORDS {
             snapshot = state.clone();
+            since_snapshot = 0;
         }
         p = (p + 1) % FOLD_PROJECTS;
     }

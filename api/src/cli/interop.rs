@@ -1,5 +1,6 @@
 //! conda-forge interop: Cirun `.access.yml` import/export and admin-requests files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -34,6 +35,18 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Write, per project, the runner labels (resources) it may use now, as JSON: the list that
+/// feedstocks' `github_actions_labels` must stay within.
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  grantline export-runner-labels --out runner-labels.json")]
+pub struct ExportRunnerLabelsArgs {
+    #[command(flatten)]
+    pub server: ServerOpt,
+    /// Output file (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 /// Id prefix of the statements one import of this file makes.
 pub const CIRUN_IMPORT_ID_PREFIX: &str = "cirun-import:";
 
@@ -57,6 +70,20 @@ pub fn export(a: ExportArgs) -> CliResult {
             eprintln!("wrote {}", path.display());
         }
         None => print!("{yaml}"),
+    }
+    Ok(())
+}
+
+pub fn export_runner_labels(a: ExportRunnerLabelsArgs) -> CliResult {
+    let client = a.server.client()?;
+    let labels: BTreeMap<String, Vec<String>> = client.get_json("/v1/exports/runner-labels.json", &[])?;
+    let json = serde_json::to_string_pretty(&labels).map_err(|e| CliError::new(e.to_string()))? + "\n";
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, json).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("wrote {} ({} projects)", path.display(), labels.len());
+        }
+        None => print!("{json}"),
     }
     Ok(())
 }

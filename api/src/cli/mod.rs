@@ -1,6 +1,7 @@
 //! The `grantline` command line. One module per group of commands; a new command is a new
 //! variant of [`Command`] plus a module.
 
+pub mod audit;
 pub mod interop;
 pub mod operate;
 pub mod read;
@@ -69,6 +70,16 @@ pub enum Command {
     // conda-forge interop.
     ImportCirunAccess(interop::ImportArgs),
     ExportCirunAccess(interop::ExportArgs),
+    ExportRunnerLabels(interop::ExportRunnerLabelsArgs),
+    // Auditing: trust nothing but the log key.
+    Verify(audit::VerifyArgs),
+    Export(audit::ExportArgs),
+    Import(audit::ImportArgs),
+    Monitor(audit::MonitorArgs),
+    Prove(audit::ProveArgs),
+    VerifyReceipt(audit::VerifyReceiptArgs),
+    // Benchmarks.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 /// Which server to talk to.
@@ -184,6 +195,14 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Requests(a) => read::requests(a),
         Command::ImportCirunAccess(a) => interop::import(a),
         Command::ExportCirunAccess(a) => interop::export(a),
+        Command::ExportRunnerLabels(a) => interop::export_runner_labels(a),
+        Command::Verify(a) => audit::verify(a),
+        Command::Export(a) => audit::export(a),
+        Command::Import(a) => audit::import(a),
+        Command::Monitor(a) => audit::monitor(a),
+        Command::Prove(a) => audit::prove(a),
+        Command::VerifyReceipt(a) => audit::verify_receipt(a),
+        Command::Loadgen(a) => crate::loadgen::run(a),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reading: `allocations`, `check`, `usage`, `requests`. Tables by default, JSON with --json.
 
 use clap::Args;
-use projector::{AccessAnswer, Allocations, RequestView, SponsorUsage};
+use projector::{Allocations, Explanation, RequestView, SponsorUsage};
 use serde::Deserialize;
 
 use super::table::Table;
@@ -66,10 +66,11 @@ pub fn allocations(a: AllocationsArgs) -> CliResult {
     Ok(())
 }
 
-/// May PROJECT use RESOURCE now? Exits 0 when allowed, 3 when denied.
+/// May PROJECT use RESOURCE now? Prints the chain of facts behind the answer as a checklist,
+/// each with the seq of the record that proves it. Exits 0 when allowed, 3 when denied.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2)."
+    after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nEach step is ✓ or ✗, with `seq N`: the log record that proves it (GET /v1/events/N).\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2)."
 )]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -85,7 +86,7 @@ pub struct CheckArgs {
     /// Numeric GitHub account id of --user.
     #[arg(long, requires = "user")]
     pub github_id: Option<u64>,
-    /// Print JSON.
+    /// Print the explanation as JSON (GET /v1/access/explain).
     #[arg(long)]
     pub json: bool,
 }
@@ -103,20 +104,42 @@ pub fn check(a: CheckArgs) -> CliResult {
     if let Some(id) = a.github_id {
         query.push(("github_id", id.to_string()));
     }
-    let answer: AccessAnswer = client.get_json("/v1/access/check", &query)?;
+    let explanation: Explanation = client.get_json("/v1/access/explain", &query)?;
     if a.json {
-        print_json(&answer);
-    } else if answer.allowed {
-        let grant = answer.grant.as_ref().map(|g| format!(" (grant {})", g.grant)).unwrap_or_default();
-        println!("allowed: {} may use {}{grant}", a.project, a.resource);
+        print_json(&explanation);
     } else {
-        println!("denied: {} may not use {}: {}", a.project, a.resource, answer.reason);
+        print!("{}", checklist(&explanation, a.github_id));
     }
-    if answer.allowed {
+    if explanation.allowed {
         Ok(())
     } else {
         Err(CliError { message: String::new(), code: EXIT_DENIED })
     }
+}
+
+/// The explanation as lines: a heading, one ✓/✗ line per step, then the verdict.
+fn checklist(e: &Explanation, github_id: Option<u64>) -> String {
+    let mut out = format!("{} on {}", e.project, e.resource);
+    if let Some(user) = &e.user {
+        out.push_str(&format!(" for {user}"));
+        if let Some(id) = github_id {
+            out.push_str(&format!(" (GitHub id {id})"));
+        }
+    }
+    out.push_str(":\n");
+    let width = e.steps.iter().map(|s| s.step.chars().count()).max().unwrap_or(0);
+    for s in &e.steps {
+        let mark = if s.ok { '✓' } else { '✗' };
+        let seq = s.seq.map(|n| format!("  (seq {n})")).unwrap_or_default();
+        out.push_str(&format!("  {mark} {:<width$}  {}{seq}\n", s.step, s.detail));
+    }
+    if e.allowed {
+        let grant = e.grant.as_ref().map(|g| format!(" (grant {g})")).unwrap_or_default();
+        out.push_str(&format!("allowed: {} may use {}{grant}\n", e.project, e.resource));
+    } else {
+        out.push_str(&format!("denied: {} may not use {}: {}\n", e.project, e.resource, e.reason));
+    }
+    out
 }
 
 /// A sponsor's pools and how their credits are used.

@@ -27,6 +27,12 @@ impl ConnectionCap {
     pub fn new(router: Router, connections_max: usize) -> ConnectionCap {
         ConnectionCap { router, slots: Arc::new(Semaphore::new(connections_max)) }
     }
+
+    /// The service of one newly accepted connection: it holds a slot, or answers 503.
+    pub fn admit(&self) -> Connection {
+        let slot = self.slots.clone().try_acquire_owned().ok().map(Arc::new);
+        Connection { router: self.router.clone(), _slot: slot.clone(), admitted: slot.is_some() }
+    }
 }
 
 impl Service<IncomingStream<'_>> for ConnectionCap {
@@ -39,12 +45,7 @@ impl Service<IncomingStream<'_>> for ConnectionCap {
     }
 
     fn call(&mut self, _stream: IncomingStream<'_>) -> Self::Future {
-        let slot = self.slots.clone().try_acquire_owned().ok().map(Arc::new);
-        std::future::ready(Ok(Connection {
-            router: self.router.clone(),
-            _slot: slot.clone(),
-            admitted: slot.is_some(),
-        }))
+        std::future::ready(Ok(self.admit()))
     }
 }
 

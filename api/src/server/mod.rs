@@ -10,6 +10,8 @@
 
 pub mod connections;
 pub mod extract;
+pub mod fault;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod sequencer;
@@ -29,8 +31,8 @@ use tower::ServiceBuilder;
 
 use crate::datadir::{DataDir, Opened};
 use crate::limits::{
-    CONNECTIONS_MAX, REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS, SSE_BROADCAST_BATCHES_MAX,
-    SSE_STREAMS_MAX,
+    lowered_by_env, CONNECTIONS_MAX, CONNECTIONS_MAX_ENV, HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS,
+    REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS, SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
 };
 use crate::problem::Problem;
 use metrics::Metrics;
@@ -85,6 +87,7 @@ pub fn router(app: AppState) -> Router {
         .merge(routes::views::routes())
         .merge(routes::stream::routes())
         .merge(routes::ops::routes())
+        .merge(crate::pages::routes::routes())
         .fallback(routes::not_found)
         .layer(
             ServiceBuilder::new()
@@ -148,15 +151,17 @@ pub async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError
     }
 
     let app_router = router(app.clone());
-    let connections = connections::ConnectionCap::new(app_router, CONNECTIONS_MAX);
-    let server = axum::serve(listener, connections).with_graceful_shutdown(async move {
+    let connections_max = lowered_by_env(CONNECTIONS_MAX_ENV, CONNECTIONS_MAX as u64) as usize;
+    let connections = connections::ConnectionCap::new(app_router, connections_max);
+    let header_read_timeout = Duration::from_millis(lowered_by_env(HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS));
+    let server = listen::serve(listener, connections, header_read_timeout, async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
     let mut grace_rx = shutdown_rx;
-    let result = tokio::select! {
-        r = server => r.map_err(|e| ServeError::Io(e.to_string())),
+    let result: Result<(), ServeError> = tokio::select! {
+        _ = server => Ok(()),
         _ = async {
             let _ = grace_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;

@@ -20,6 +20,7 @@ use ledger::store::{AppendOutcome, Entry, Store};
 use projector::{Event, State};
 use tokio::sync::{broadcast, oneshot};
 
+use super::fault::Fault;
 use super::metrics::Metrics;
 use super::snapshot::Snapshot;
 use crate::json::RecordJson;
@@ -90,6 +91,10 @@ pub struct Sequencer {
     metrics: Arc<Metrics>,
     live: broadcast::Sender<LiveBatch>,
     stopping: Arc<AtomicBool>,
+    /// Test-only fault injection (`GRANTLINE_FAULT`); `Fault::None` otherwise.
+    fault: Fault,
+    /// Projection snapshots, so a restart replays only the records after the last one.
+    snapshots: crate::state_snapshot::SnapshotWriter,
 }
 
 /// A running sequencer thread.
@@ -122,6 +127,8 @@ pub enum StartError {
     NoGenesis,
     #[error("cannot start the sequencer thread: {0}")]
     Thread(String),
+    #[error("{0}")]
+    Fault(String),
 }
 
 /// Publishes the snapshot of the replayed state and starts the sequencer thread.
@@ -131,7 +138,11 @@ pub fn start(
     metrics: Arc<Metrics>,
     live: broadcast::Sender<LiveBatch>,
 ) -> Result<Started, StartError> {
-    let crate::datadir::Opened { store, state, log_key, automation_key, .. } = opened;
+    let crate::datadir::Opened { store, state, log_key, automation_key, replay_warnings } = opened;
+    let fault = Fault::from_env().map_err(StartError::Fault)?;
+    if fault != Fault::None {
+        tracing::warn!("fault injection is active: {fault:?}");
+    }
     let origin = state.origin().ok_or(StartError::NoGenesis)?.to_string();
     let size = store.size();
     debug_assert_eq!(state.size(), size);
@@ -145,6 +156,7 @@ pub fn start(
     };
     let stopping = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel(queue_depth.max(1));
+    let snapshots = crate::state_snapshot::SnapshotWriter::new(store.clone(), size, replay_warnings);
     let seq = Sequencer {
         store,
         log_key,
@@ -159,6 +171,8 @@ pub fn start(
         metrics: metrics.clone(),
         live,
         stopping: stopping.clone(),
+        fault,
+        snapshots,
     };
     let thread = std::thread::Builder::new()
         .name("grantline-sequencer".into())
@@ -238,6 +252,7 @@ impl Sequencer {
                 answer(Some(reply), outcome);
             }
         }
+        self.snapshots.finish(&self.state);
         tracing::info!("sequencer stopped at size {}", self.size);
     }
 
@@ -318,7 +333,15 @@ impl Sequencer {
         }
 
         let started = Instant::now();
-        let outcomes = match self.store.append(&entries) {
+        let appended = self.fault.before_append(&entries).and_then(|()| {
+            self.store.append(&entries).map_err(|e| match e {
+                ledger::store::StoreError::Failed => {
+                    format!("{e} (a write failed earlier; restart the server to reopen the store)")
+                }
+                e => e.to_string(),
+            })
+        });
+        let outcomes = match appended {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 // Nothing was published; the working state is dropped with the batch.
@@ -330,6 +353,7 @@ impl Sequencer {
                 return (0, Vec::new());
             }
         };
+        self.fault.after_append(&entries);
         self.metrics.observe_batch(entries.len(), started.elapsed());
         self.metrics.automation_appends_total.fetch_add(automation_entries as u64, Ordering::Relaxed);
         self.last_received_at_ms = now;
@@ -352,6 +376,7 @@ impl Sequencer {
         self.size = self.store.size();
         debug_assert!(!all_appended || self.size == base + entries.len() as u64);
 
+        self.snapshots.after_batch(&self.state);
         let snapshot = self.publish();
         let records: Vec<Option<Record>> = outcomes
             .iter()
@@ -451,6 +476,7 @@ impl Sequencer {
             if statements.is_empty() {
                 return;
             }
+            self.fault.before_automation();
             let batch: Vec<Submission> = statements
                 .into_iter()
                 .take(SEQUENCER_BATCH_MAX)

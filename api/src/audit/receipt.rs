@@ -1,0 +1,173 @@
+//! Offline receipts: `{record, inclusion, checkpoint}`, everything needed to prove later, with
+//! no server, that the log holds a record.
+
+use ledger::b64;
+use ledger::keys::VerifierKey;
+use ledger::merkle;
+use serde::{Deserialize, Serialize};
+
+use super::archive::open_checkpoint;
+use super::engine::{leaf_of, record_fields_agree};
+use super::http::Server;
+use super::{AuditError, Failure, FailureKind};
+use crate::json::{hashes_from_b64, InclusionProof, RecordJson};
+
+/// Attempts to get a checkpoint that covers a record just appended (checkpoints are
+/// published right after each batch, so one more look is normally enough).
+pub const PROVE_ATTEMPTS_MAX: u32 = 20;
+pub const PROVE_RETRY_MS: u64 = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    pub record: RecordJson,
+    pub inclusion: InclusionProof,
+    /// The signed checkpoint note the proof is against.
+    pub checkpoint: String,
+}
+
+/// What a verified receipt proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proven {
+    pub seq: u64,
+    pub id: String,
+    pub kind: String,
+    pub tree_size: u64,
+}
+
+impl Receipt {
+    /// The receipt file: one line of JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Builds the receipt of event `id` from a server and checks it before handing it out.
+/// `log_key` pins the key; without it the server's own `/v1/log` key is used (trust on
+/// first use: the receipt is only as good as the key it is later checked with).
+pub fn prove(server: &Server, id: &str, log_key: Option<&VerifierKey>) -> Result<Receipt, AuditError> {
+    let key = match log_key {
+        Some(k) => k.clone(),
+        None => {
+            let info = server.log_info()?;
+            VerifierKey::parse(&info.log_key).map_err(|e| AuditError::Io(format!("the server's log key: {e}")))?
+        }
+    };
+    let record = server.event_by_id(id)?.ok_or_else(|| AuditError::Usage(format!("no event with id {id:?}")))?;
+    let mut attempt = 0;
+    let (note, checkpoint) = loop {
+        attempt += 1;
+        let note = server.checkpoint()?;
+        let cp = open_checkpoint(&note, &key, "the server's checkpoint")?;
+        if cp.checkpoint.size > record.seq {
+            break (note, cp.checkpoint);
+        }
+        if attempt >= PROVE_ATTEMPTS_MAX {
+            return Err(AuditError::Io(format!(
+                "the server's checkpoint ({} records) does not include seq {} yet",
+                cp.checkpoint.size, record.seq
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(PROVE_RETRY_MS));
+    };
+    let inclusion = server.inclusion(record.seq, checkpoint.size)?;
+    let receipt = Receipt { record, inclusion, checkpoint: note };
+    verify(&receipt.to_bytes(), &key)?;
+    Ok(receipt)
+}
+
+/// Checks a receipt with no server: the checkpoint signature with the pinned key, the leaf
+/// hash recomputed from the leaf bytes, the inclusion proof, and every other record field
+/// against the leaf. Any changed byte fails.
+pub fn verify(bytes: &[u8], log_key: &VerifierKey) -> Result<Proven, AuditError> {
+    let receipt: Receipt =
+        serde_json::from_slice(bytes).map_err(|e| AuditError::Usage(format!("not a grantline receipt: {e}")))?;
+    let cp = open_checkpoint(&receipt.checkpoint, log_key, "the receipt's checkpoint")?.checkpoint;
+    let seq = receipt.record.seq;
+    let chain = |why: String| AuditError::Failed(Failure::at(FailureKind::Chain, seq, why));
+    let merkle = |why: String| AuditError::Failed(Failure::at(FailureKind::Checkpoint, seq, why));
+    let rec = leaf_of(&receipt.record).map_err(|e| chain(format!("the leaf does not decode: {e}")))?;
+    record_fields_agree(&receipt.record, &rec)
+        .map_err(|e| chain(format!("the record disagrees with its leaf: {e}")))?;
+    let proof = &receipt.inclusion;
+    if proof.index != rec.seq || proof.tree_size != cp.size {
+        return Err(merkle(format!(
+            "the proof is for index {} in {} records; the record is seq {} and the checkpoint has {} records",
+            proof.index, proof.tree_size, rec.seq, cp.size
+        )));
+    }
+    let hashes =
+        hashes_from_b64(&proof.hashes).ok_or_else(|| merkle("a proof hash is not base64 of 32 bytes".into()))?;
+    merkle::verify_inclusion(rec.seq, cp.size, &rec.leaf_hash(), &hashes, &cp.root).map_err(|e| {
+        merkle(format!("the inclusion proof does not lead to the checkpoint's root {}: {e}", b64::encode(cp.root)))
+    })?;
+    let statement = receipt.record.statement;
+    let text = |field: &str| statement.get(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    Ok(Proven { seq: rec.seq, id: text("id"), kind: text("type"), tree_size: cp.size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::testlog::TestLog;
+    use crate::json::hashes_b64;
+    use ledger::merkle::MemoryTree;
+
+    fn receipt(log: &TestLog, seq: usize) -> Receipt {
+        let mut tree = MemoryTree::new();
+        log.records.iter().for_each(|r| tree.push(r.leaf_hash()));
+        let proof = tree.inclusion_proof(seq as u64, tree.size()).unwrap();
+        Receipt {
+            record: RecordJson::from_record(&log.records[seq]).unwrap(),
+            inclusion: InclusionProof { index: seq as u64, tree_size: tree.size(), hashes: hashes_b64(&proof) },
+            checkpoint: log.checkpoint().note,
+        }
+    }
+
+    #[test]
+    fn a_receipt_verifies_offline() {
+        let (log, _) = TestLog::typical(2);
+        let key = log.log_key.verifier();
+        for seq in [0, 5, log.records.len() - 1] {
+            let proven = verify(&receipt(&log, seq).to_bytes(), &key).unwrap();
+            assert_eq!((proven.seq, proven.tree_size), (seq as u64, log.size()));
+        }
+        let proven = verify(&receipt(&log, 0).to_bytes(), &key).unwrap();
+        assert_eq!((proven.id.as_str(), proven.kind.as_str()), ("genesis", "ledger.genesis"));
+    }
+
+    #[test]
+    fn every_changed_byte_fails() {
+        let (log, _) = TestLog::typical(1);
+        let key = log.log_key.verifier();
+        let bytes = receipt(&log, 4).to_bytes();
+        for at in 0..bytes.len() {
+            for bit in [0x01u8, 0x20] {
+                let mut changed = bytes.clone();
+                changed[at] ^= bit;
+                assert!(verify(&changed, &key).is_err(), "byte {at} ^ {bit:#x} still verifies");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pinned_key_matters_and_failures_are_typed() {
+        let (log, _) = TestLog::typical(1);
+        let r = receipt(&log, 3);
+        let other = TestLog::new();
+        let e = verify(&r.to_bytes(), &other.log_key.verifier()).unwrap_err();
+        assert_eq!(e.failure().map(|f| f.kind), Some(FailureKind::Checkpoint), "{e}");
+        // A proof for another record.
+        let mut wrong = r.clone();
+        wrong.inclusion = receipt(&log, 2).inclusion;
+        let e = verify(&wrong.to_bytes(), &log.log_key.verifier()).unwrap_err();
+        assert_eq!(e.failure().map(|f| f.kind), Some(FailureKind::Checkpoint), "{e}");
+        // A statement field that says something the leaf does not.
+        let mut lying = r;
+        lying.record.statement["actor"] = serde_json::json!("mallory");
+        let e = verify(&lying.to_bytes(), &log.log_key.verifier()).unwrap_err();
+        assert_eq!(e.failure().map(|f| (f.kind, f.seq)), Some((FailureKind::Chain, Some(3))), "{e}");
+    }
+}
