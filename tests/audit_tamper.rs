@@ -46,8 +46,14 @@ fn fixture() -> &'static Fixture {
 }
 
 fn build() -> Fixture {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("audit_tamper-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    // The fixture outlives the tests (a static), so earlier runs' directories are removed here.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("audit_tamper-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let root = tmp.join(format!("audit_tamper-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let data = root.join("data");
     let server = Server::start(&data);

@@ -160,8 +160,27 @@ fn check_pool_for(state: &State, pool: &str, resource: &str) -> Result<(), Rejec
     Ok(())
 }
 
-fn check_credits(state: &State, pool: &str, credits: u64, now_ms: i64) -> Result<(), Rejection> {
-    let unallocated = state.pools.get(pool).map_or(0, |p| p.unallocated(now_ms));
+/// Credits still free in `pool`: deposited minus allocated to grants, minus what requests that
+/// reached their quorum (and await `grant.issued`) will allocate. Without the latter, two
+/// quorums reached in one batch would both see the same free credits.
+fn check_credits(
+    state: &State,
+    pool: &str,
+    credits: u64,
+    now_ms: i64,
+    except_request: Option<&str>,
+) -> Result<(), Rejection> {
+    let awaiting: u64 = state
+        .awaiting_grant
+        .iter()
+        .filter(|id| Some(id.as_str()) != except_request)
+        .filter_map(|id| state.requests.get(id))
+        .filter_map(|req| match req.effective_terms() {
+            (Some(p), Some(c), _) if p == pool => Some(c),
+            _ => None,
+        })
+        .fold(0u64, u64::saturating_add);
+    let unallocated = state.pools.get(pool).map_or(0, |p| p.unallocated(now_ms)).saturating_sub(awaiting);
     if credits > unallocated {
         return Err(reject(
             codes::CREDITS_EXCEEDED,
@@ -274,7 +293,7 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
             let pool = d.pool.clone().or(prior_pool);
             let credits = d.credits.or(prior_credits);
             if let (Some(pool), Some(credits)) = (pool, credits) {
-                check_credits(state, &pool, credits, now_ms)?;
+                check_credits(state, &pool, credits, now_ms, Some(req.request.as_str()))?;
             }
             Ok(())
         }
@@ -311,7 +330,7 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
                 if let Some(pool) = &d.pool {
                     check_pool_for(state, pool, &d.resource)?;
                     if let Some(limit) = d.credit_limit {
-                        check_credits(state, pool, limit, now_ms)?;
+                        check_credits(state, pool, limit, now_ms, None)?;
                     }
                 }
                 Ok(())

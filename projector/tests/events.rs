@@ -398,6 +398,24 @@ fn approvals_draw_on_pools_within_their_credits() {
     w.ok("rev1", "request.approved", json!({"request": "r2", "pool": "qs-gpu", "credits": 300}));
 }
 
+/// Two quorums reached before the automation runs (one server batch) must not both draw on
+/// the same free credits (fuzzing observation 2).
+#[test]
+fn quorums_awaiting_their_grant_hold_their_credits() {
+    let mut w = World::standard();
+    w.request("r1", "pytorch-cpu-feedstock", "gpu", json!({"credits": 1000}));
+    w.request("r2", "numpy-feedstock", "gpu", json!({"credits": 1000}));
+    w.ok("rev1", "request.approved", json!({"request": "r1", "pool": "qs-gpu"}));
+    w.ok("rev1", "request.approved", json!({"request": "r2", "pool": "qs-gpu"}));
+    w.ok("rev2", "request.approved", json!({"request": "r1"}));
+    // r1 holds the pool's 1,000 credits from its quorum on, before grant.issued.
+    w.err("rev2", "request.approved", json!({"request": "r2"}), "credits_exceeded");
+    w.automate();
+    let pool = &w.state.sponsor_usage("quansight", None, None).unwrap().pools[0];
+    assert_eq!((pool.deposited, pool.allocated), (1000, 1000));
+    assert_eq!(w.state.project_grants("numpy-feedstock", w.now_ms).len(), 0);
+}
+
 #[test]
 fn requests_denied_and_withdrawn_stay_closed() {
     let mut w = World::standard();
