@@ -90,7 +90,8 @@ fn every_201_receipt_is_on_disk_after_sigkill_under_load() {
     assert!(receipts.len() >= RECEIPTS_BEFORE_KILL, "only {} receipts", receipts.len());
     let store = Store::open(&data.join("db")).unwrap();
     for r in receipts.iter() {
-        let rec = store.get(r.seq).unwrap().unwrap_or_else(|| panic!("receipted record {} ({}) is missing", r.seq, r.id));
+        let rec =
+            store.get(r.seq).unwrap().unwrap_or_else(|| panic!("receipted record {} ({}) is missing", r.seq, r.id));
         assert_eq!(b64::encode(rec.leaf_hash()), r.leaf_hash, "record {}", r.seq);
         assert_eq!(b64::encode(rec.chain_hash()), r.chain_hash, "record {}", r.seq);
         let by_id = store.get_by_id(&r.id).unwrap().unwrap();

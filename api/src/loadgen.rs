@@ -365,13 +365,124 @@ impl Http {
     }
 }
 
+/// Largest response head the measuring connection reads.
+const RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Largest response body the measuring connection reads (receipts and proofs are a few KB).
+const RESPONSE_BODY_BYTES_MAX: usize = 1 << 20;
+
+/// One kept-alive HTTP/1.1 connection for the measured requests. A minimal client (one request
+/// at a time, `Content-Length` framing, which is what the server sends) costs the load
+/// generator a fraction of a general client's CPU, and the load generator shares the cores
+/// with the server it measures.
+struct Conn {
+    addr: String,
+    host: String,
+    stream: Option<tokio::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct ConnError(String);
+
+impl Conn {
+    fn new(base: &str) -> Conn {
+        let hostport = base.trim_start_matches("http://").split('/').next().unwrap_or("").to_string();
+        Conn { addr: hostport.clone(), host: hostport, stream: None, buf: Vec::with_capacity(8192) }
+    }
+
+    /// Sends one request and reads the whole response; returns the status. Reconnects when
+    /// the server closed the connection.
+    async fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> Result<u16, ConnError> {
+        use tokio::io::AsyncWriteExt;
+        if self.stream.is_none() {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| ConnError(e.to_string()))?;
+            stream.set_nodelay(true).map_err(|e| ConnError(e.to_string()))?;
+            self.stream = Some(stream);
+        }
+        let Some(stream) = self.stream.as_mut() else { return Err(ConnError("not connected".into())) };
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(body) = body {
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        if let Some(body) = body {
+            out.extend_from_slice(body);
+        }
+        let result = async {
+            stream.write_all(&out).await.map_err(|e| ConnError(e.to_string()))?;
+            self.buf.clear();
+            let head_end = loop {
+                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                if self.buf.len() > RESPONSE_HEAD_BYTES_MAX {
+                    return Err(ConnError("response head too large".into()));
+                }
+                read_more(stream, &mut self.buf).await?;
+            };
+            let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| ConnError("bad head".into()))?;
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse::<u16>().ok())
+                .ok_or_else(|| ConnError("bad status line".into()))?;
+            let mut length = None;
+            let mut close = false;
+            for line in head.split("\r\n").skip(1) {
+                let Some((name, value)) = line.split_once(':') else { continue };
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+                    close = true;
+                }
+            }
+            let length = length.ok_or_else(|| ConnError("response without Content-Length".into()))?;
+            if length > RESPONSE_BODY_BYTES_MAX {
+                return Err(ConnError("response body too large".into()));
+            }
+            while self.buf.len() < head_end + length {
+                read_more(stream, &mut self.buf).await?;
+            }
+            Ok((status, close))
+        }
+        .await;
+        match result {
+            Ok((status, close)) => {
+                if close {
+                    self.stream = None;
+                }
+                Ok(status)
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), ConnError> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    let n = stream.read(&mut chunk).await.map_err(|e| ConnError(e.to_string()))?;
+    if n == 0 {
+        return Err(ConnError("connection closed".into()));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
 async fn setup(http: &Http, origin: &str, admin: &SigningKey, cast: &Cast) -> Result<(), CliError> {
     for (_, id, kind, data) in cast.setup_statements() {
         let st = statement(origin, admin.name(), id.clone(), kind, data);
         let env = Envelope::sign(st.to_payload(), &[admin]).canonical_json();
         let status = http.post(env).await.map_err(|e| CliError::new(format!("setup {id}: {e}")))?;
         if status != 201 && status != 200 {
-            return Err(CliError::new(format!("setup {kind} {id} was refused with HTTP {status} (is --admin-key the admin's?)")));
+            return Err(CliError::new(format!(
+                "setup {kind} {id} was refused with HTTP {status} (is --admin-key the admin's?)"
+            )));
         }
     }
     Ok(())
@@ -394,7 +505,9 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
             setup(&http, &log.origin, admin, &cast).await?;
             Some(cast)
         }
-        (None, true) => return Err(CliError::new("this mode needs --admin-key FILE (the setup is signed by an admin)")),
+        (None, true) => {
+            return Err(CliError::new("this mode needs --admin-key FILE (the setup is signed by an admin)"))
+        }
         (_, false) => None,
     };
     let size_before = http.log().await?.size;
@@ -441,16 +554,17 @@ async fn post_all(http: &Arc<Http>, bodies: Vec<Vec<u8>>, connections: usize, ra
             let http = http.clone();
             tokio::spawn(async move {
                 let mut tally = Tally { latencies_us: Vec::with_capacity(share.len()), ..Tally::default() };
+                let mut conn = Conn::new(&http.base);
                 for (k, body) in share {
                     if let Some(rate) = rate {
                         let due = started + Duration::from_secs_f64(k as f64 / rate.max(1) as f64);
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let t0 = Instant::now();
-                    match http.post(body).await {
+                    match conn.request("POST", "/v1/events", Some(&body)).await {
                         Ok(201) => tally.latencies_us.push(elapsed_us(t0)),
                         Ok(status) => tally.error(status.to_string()),
-                        Err(_) => tally.error("transport"),
+                        Err(e) => tally.error(format!("transport: {}", e.0)),
                     }
                 }
                 tally
@@ -497,31 +611,20 @@ async fn read_all(http: &Arc<Http>, args: &LoadgenArgs, cast: Option<&Cast>, siz
             tokio::spawn(async move {
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (task as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
                 let mut tally = Tally::default();
+                let mut conn = Conn::new(&http.base);
                 while Instant::now() < deadline {
-                    let url = match mode {
-                        Mode::AccessCheck => {
-                            format!("{}/v1/access/check?project={project}&resource={resource}", http.base)
-                        }
-                        Mode::Allocations => format!("{}/v1/allocations?project={project}", http.base),
-                        Mode::Inclusion => {
-                            format!("{}/v1/proofs/inclusion/{}?size={size}", http.base, rng.below(size))
-                        }
-                        Mode::Consistency => {
-                            format!("{}/v1/proofs/consistency?from={}&to={size}", http.base, 1 + rng.below(size))
-                        }
+                    let path = match mode {
+                        Mode::AccessCheck => format!("/v1/access/check?project={project}&resource={resource}"),
+                        Mode::Allocations => format!("/v1/allocations?project={project}"),
+                        Mode::Inclusion => format!("/v1/proofs/inclusion/{}?size={size}", rng.below(size)),
+                        Mode::Consistency => format!("/v1/proofs/consistency?from={}&to={size}", 1 + rng.below(size)),
                         Mode::Appends | Mode::Fill => return tally,
                     };
                     let t0 = Instant::now();
-                    match http.client.get(url).send().await {
-                        Ok(resp) => {
-                            let status = resp.status().as_u16();
-                            match resp.bytes().await {
-                                Ok(_) if status == 200 => tally.latencies_us.push(elapsed_us(t0)),
-                                Ok(_) => tally.error(status.to_string()),
-                                Err(_) => tally.error("transport"),
-                            }
-                        }
-                        Err(_) => tally.error("transport"),
+                    match conn.request("GET", &path, None).await {
+                        Ok(200) => tally.latencies_us.push(elapsed_us(t0)),
+                        Ok(status) => tally.error(status.to_string()),
+                        Err(e) => tally.error(format!("transport: {}", e.0)),
                     }
                 }
                 tally

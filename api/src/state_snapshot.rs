@@ -141,7 +141,13 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     pub fn new(store: Store, size: u64, replay_warnings: u64) -> SnapshotWriter {
-        SnapshotWriter { store, replay_warnings, saved_size: size, saved: false, saving: Arc::new(AtomicBool::new(false)) }
+        SnapshotWriter {
+            store,
+            replay_warnings,
+            saved_size: size,
+            saved: false,
+            saving: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Starts a background save if the log grew by an interval since the last one.

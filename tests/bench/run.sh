@@ -168,13 +168,14 @@ start_server
 say "restart after SIGKILL (snapshot + tail replay), $(curl -s "$URL/healthz"): ${START_S}s to serving"
 FINAL_SIZE=$(curl -s "$URL/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')
 LOG_KEY=$(curl -s "$URL/v1/log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_key"])')
+curl -s "$URL/v1/checkpoint" > "$TMP/checkpoint.txt"
 stop_server
 
 # --- Offline verification (the auditor's tool) ----------------------------------------------
 if "$BIN" verify --help > /dev/null 2>&1; then
     echo "verify..." >&2
     t0=$(date +%s.%N)
-    "$BIN" verify --data "$DATA" --log-key "$LOG_KEY" > "$TMP/verify.txt" 2>&1 || { cat "$TMP/verify.txt"; }
+    "$BIN" verify --data "$DATA" --log-key "$LOG_KEY" --checkpoint "$TMP/checkpoint.txt" > "$TMP/verify.txt" 2>&1 || { cat "$TMP/verify.txt"; }
     t1=$(date +%s.%N)
     say "grantline verify --data (offline): $(tail -1 "$TMP/verify.txt")"
     say "  $(awk -v a="$t0" -v b="$t1" -v r="$A" -v n="$FINAL_SIZE" 'BEGIN { s = b - a; printf "%.1f s for about %d records = %.0f/s = %.2fx (a) (target >= 1.5x)", s, n, n / s, n / s / r }')"
