@@ -68,16 +68,7 @@ impl VerifierKey {
 
     /// Parses `<name>+<hex id>+<base64>`; the id must match the key.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let text = text.trim();
-        let (name, rest) = text.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
-        let stated = parse_key_id(id_hex)?;
-        let raw = b64::decode(key_b64).map_err(|_| KeyError::Malformed("bad base64 in key"))?;
-        let (alg, public) = raw.split_first().ok_or(KeyError::Malformed("empty key"))?;
-        if *alg != ALG_ED25519 {
-            return Err(KeyError::Algorithm(*alg));
-        }
-        let public: [u8; 32] = public.try_into().map_err(|_| KeyError::Malformed("public key must be 32 bytes"))?;
+        let (name, stated, public) = split_key_text(text.trim(), "public key")?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
             .map_err(|_| KeyError::Malformed("not a valid Ed25519 public key"))?;
         let vk = VerifierKey::new(name, key)?;
@@ -172,15 +163,7 @@ impl SigningKey {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let rest =
             text.trim().strip_prefix("PRIVATE+KEY+").ok_or(KeyError::Malformed("expected PRIVATE+KEY+ prefix"))?;
-        let (name, rest) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
-        let (id_hex, key_b64) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
-        let stated = parse_key_id(id_hex)?;
-        let raw = b64::decode(key_b64).map_err(|_| KeyError::Malformed("bad base64 in key"))?;
-        let (alg, seed) = raw.split_first().ok_or(KeyError::Malformed("empty key"))?;
-        if *alg != ALG_ED25519 {
-            return Err(KeyError::Algorithm(*alg));
-        }
-        let seed: [u8; 32] = seed.try_into().map_err(|_| KeyError::Malformed("seed must be 32 bytes"))?;
+        let (name, stated, seed) = split_key_text(rest, "seed")?;
         let sk = SigningKey::from_seed(name, seed)?;
         if sk.id != stated {
             return Err(KeyError::IdMismatch { stated, computed: sk.id });
@@ -243,6 +226,22 @@ impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SigningKey({}, <secret>)", self.keyid())
     }
+}
+
+/// Splits `<name>+<hex id>+<base64(0x01 || 32 bytes)>`, the shape both key texts share.
+fn split_key_text<'a>(text: &'a str, what: &'static str) -> Result<(&'a str, u32, [u8; 32]), KeyError> {
+    let (name, rest) = text.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
+    let (id_hex, key_b64) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
+    let stated = parse_key_id(id_hex)?;
+    let raw = b64::decode(key_b64).map_err(|_| KeyError::Malformed("bad base64 in key"))?;
+    let (alg, bytes) = raw.split_first().ok_or(KeyError::Malformed("empty key"))?;
+    if *alg != ALG_ED25519 {
+        return Err(KeyError::Algorithm(*alg));
+    }
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+        KeyError::Malformed(if what == "seed" { "seed must be 32 bytes" } else { "public key must be 32 bytes" })
+    })?;
+    Ok((name, stated, bytes))
 }
 
 fn parse_key_id(hex: &str) -> Result<u32, KeyError> {
