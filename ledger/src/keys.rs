@@ -68,7 +68,7 @@ impl VerifierKey {
 
     /// Parses `<name>+<hex id>+<base64>`; the id must match the key.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let (name, stated, public) = split_key_text(text.trim(), "public key")?;
+        let (name, stated, public) = split_key_text(text.trim(), "public key must be 32 bytes")?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
             .map_err(|_| KeyError::Malformed("not a valid Ed25519 public key"))?;
         let vk = VerifierKey::new(name, key)?;
@@ -163,7 +163,7 @@ impl SigningKey {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let rest =
             text.trim().strip_prefix("PRIVATE+KEY+").ok_or(KeyError::Malformed("expected PRIVATE+KEY+ prefix"))?;
-        let (name, stated, seed) = split_key_text(rest, "seed")?;
+        let (name, stated, seed) = split_key_text(rest, "seed must be 32 bytes")?;
         let sk = SigningKey::from_seed(name, seed)?;
         if sk.id != stated {
             return Err(KeyError::IdMismatch { stated, computed: sk.id });
@@ -229,7 +229,7 @@ impl fmt::Debug for SigningKey {
 }
 
 /// Splits `<name>+<hex id>+<base64(0x01 || 32 bytes)>`, the shape both key texts share.
-fn split_key_text<'a>(text: &'a str, what: &'static str) -> Result<(&'a str, u32, [u8; 32]), KeyError> {
+fn split_key_text<'a>(text: &'a str, wrong_length: &'static str) -> Result<(&'a str, u32, [u8; 32]), KeyError> {
     let (name, rest) = text.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
     let (id_hex, key_b64) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
     let stated = parse_key_id(id_hex)?;
@@ -238,9 +238,7 @@ fn split_key_text<'a>(text: &'a str, what: &'static str) -> Result<(&'a str, u32
     if *alg != ALG_ED25519 {
         return Err(KeyError::Algorithm(*alg));
     }
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-        KeyError::Malformed(if what == "seed" { "seed must be 32 bytes" } else { "public key must be 32 bytes" })
-    })?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed(wrong_length))?;
     Ok((name, stated, bytes))
 }
 
