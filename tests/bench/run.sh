@@ -7,7 +7,8 @@
 #   tests/bench/run.sh                  # full run (1,000,000-record log, 120 s soak)
 #   LOG_RECORDS=100000 SOAK_S=20 APPEND_EVENTS=20000 tests/bench/run.sh   # quick check
 #
-# Knobs (environment): LOG_RECORDS, APPEND_EVENTS, CONNECTIONS, READ_S, SOAK_S, KEEP=1 (keep
+# Knobs (environment): LOG_RECORDS, APPEND_EVENTS, CONNECTIONS, READ_S, SOAK_S, TAIL_EVENTS
+# (records after the last snapshot when the server is SIGKILLed), KEEP=1 (keep
 # the temp dir). Results also go to $OUT (default target/bench-results.txt).
 set -euo pipefail
 
@@ -17,6 +18,8 @@ APPEND_EVENTS=${APPEND_EVENTS:-50000}
 CONNECTIONS=${CONNECTIONS:-64}
 READ_S=${READ_S:-10}
 SOAK_S=${SOAK_S:-120}
+TAIL_EVENTS=${TAIL_EVENTS:-49000}
+SOAK_APPEND_RATE=${SOAK_APPEND_RATE:-200}
 TARGET_APPENDS_PER_S=10000
 OUT=${OUT:-target/bench-results.txt}
 
@@ -153,19 +156,20 @@ echo "soak ${SOAK_S}s..." >&2
     done
 ) > "$TMP/rss.txt" &
 RSS_PID=$!
-R=$(LG access-check --admin-key "$ADMIN" --duration-s "$SOAK_S" --append-rate 1000 --connections 16 --json)
+R=$(LG access-check --admin-key "$ADMIN" --duration-s "$SOAK_S" --append-rate "$SOAK_APPEND_RATE" --connections 16 --json)
 wait "$RSS_PID" || true
-say "soak ${SOAK_S}s (access checks + 1000 appends/s): RSS every 10 s (MB): $(cat "$TMP/rss.txt")"
+say "soak ${SOAK_S}s (access checks on 16 connections + $SOAK_APPEND_RATE appends/s): RSS every 10 s (MB): $(cat "$TMP/rss.txt")"
 say "  soak appends: $(json_field "$R" background.ok) ok, errors $(json_field "$R" background.errors)"
 
 # --- Restart at the full size ---------------------------------------------------------------
 stop_server
 start_server
 say "restart after a clean stop, $(curl -s "$URL/healthz"): ${START_S}s to serving (target <= 3 s)"
-LG appends --admin-key "$ADMIN" --events 5000 --connections 16 > /dev/null
+# Worst case after a crash: just under one snapshot interval of records to replay.
+LG appends --admin-key "$ADMIN" --events "$TAIL_EVENTS" --connections "$CONNECTIONS" > /dev/null
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 start_server
-say "restart after SIGKILL (snapshot + tail replay), $(curl -s "$URL/healthz"): ${START_S}s to serving"
+say "restart after SIGKILL with $TAIL_EVENTS records after the last snapshot, $(curl -s "$URL/healthz"): ${START_S}s to serving"
 FINAL_SIZE=$(curl -s "$URL/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')
 LOG_KEY=$(curl -s "$URL/v1/log" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_key"])')
 curl -s "$URL/v1/checkpoint" > "$TMP/checkpoint.txt"
