@@ -15,29 +15,9 @@ use serde_json::{json, Value};
 
 const XLARGE: &str = "cirun-openstack-gpu-xlarge";
 
-/// What no rejected submission may change.
-#[derive(Debug, PartialEq)]
-struct Fingerprint {
-    size: u64,
-    root: String,
-    checkpoint: String,
-    requests: Value,
-    actors: Value,
-    allocations: Value,
-    usage: Value,
-}
-
+/// What no rejected submission may change: the log and these projections.
 fn fingerprint(s: &Server) -> Fingerprint {
-    let log = s.log();
-    Fingerprint {
-        size: log.size,
-        root: log.root,
-        checkpoint: s.get("/v1/checkpoint").text().unwrap(),
-        requests: s.get_json("/v1/requests"),
-        actors: s.get_json("/v1/actors"),
-        allocations: s.get_json("/v1/allocations"),
-        usage: s.get_json(&format!("/v1/sponsors/{SPONSOR}/usage")),
-    }
+    fingerprint_of(s, &["/v1/requests", "/v1/actors", "/v1/allocations", &format!("/v1/sponsors/{SPONSOR}/usage")])
 }
 
 /// Posts `body` and expects a problem with `status` and `code`, and no change at all.

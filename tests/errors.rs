@@ -9,27 +9,9 @@ use ledger::dsse::Envelope;
 use ledger::keys::SigningKey;
 use serde_json::{json, Value};
 
-/// What must not change when a submission is rejected.
-#[derive(Debug, PartialEq)]
-struct Fingerprint {
-    size: u64,
-    root: String,
-    checkpoint: String,
-    requests: Value,
-    actors: Value,
-    allocations: Value,
-}
-
+/// What no rejected submission may change: the log and these projections.
 fn fingerprint(s: &Server) -> Fingerprint {
-    let log = s.log();
-    Fingerprint {
-        size: log.size,
-        root: log.root,
-        checkpoint: s.get("/v1/checkpoint").text().unwrap(),
-        requests: s.get_json("/v1/requests"),
-        actors: s.get_json("/v1/actors"),
-        allocations: s.get_json("/v1/allocations"),
-    }
+    fingerprint_of(s, &["/v1/requests", "/v1/actors", "/v1/allocations"])
 }
 
 /// Posts `body`, expects `status` with a problem+json body of `code`; returns the problem.

@@ -253,3 +253,23 @@ pub fn open_request(server: &Server, cast: &Cast, request: &str) -> Receipt {
             "justification": "GPU builds", "pull_request": false, "credits": 5000, "days": 90}),
     )
 }
+
+/// What a rejected submission must not change: the log (size, root, checkpoint) and the
+/// projections read from `views` (paths of JSON endpoints).
+#[derive(Debug, PartialEq)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub root: String,
+    pub checkpoint: String,
+    pub views: Vec<(String, Value)>,
+}
+
+pub fn fingerprint_of(s: &Server, views: &[&str]) -> Fingerprint {
+    let log = s.log();
+    Fingerprint {
+        size: log.size,
+        root: log.root,
+        checkpoint: s.get("/v1/checkpoint").text().unwrap(),
+        views: views.iter().map(|path| (path.to_string(), s.get_json(path))).collect(),
+    }
+}
