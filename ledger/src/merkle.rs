@@ -463,14 +463,14 @@ impl HashReader for MemoryTree {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The RFC 6962 test leaves of certificate-transparency's merkle_tree_test.
-    const CT_LEAVES: [&str; 8] =
+    pub(crate) const CT_LEAVES: [&str; 8] =
         ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
     /// The roots of the first 1..=8 of those leaves.
-    const CT_ROOTS: [&str; 8] = [
+    pub(crate) const CT_ROOTS: [&str; 8] = [
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
         "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
