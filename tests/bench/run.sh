@@ -4,7 +4,7 @@
 # flush, measured in the same run. Everything runs on 127.0.0.1 over a temp directory and stops
 # by itself.
 #
-#   tests/bench/run.sh                  # full run (1,000,000-record log, 120 s soak)
+#   tests/bench/run.sh                  # full run (1,000,000-record log, 10-minute soak; ~20 min)
 #   LOG_RECORDS=100000 SOAK_S=20 APPEND_EVENTS=20000 tests/bench/run.sh   # quick check
 #
 # Knobs (environment): LOG_RECORDS, APPEND_EVENTS, CONNECTIONS, READ_S, SOAK_S, TAIL_EVENTS
@@ -17,7 +17,7 @@ LOG_RECORDS=${LOG_RECORDS:-1000000}
 APPEND_EVENTS=${APPEND_EVENTS:-50000}
 CONNECTIONS=${CONNECTIONS:-64}
 READ_S=${READ_S:-10}
-SOAK_S=${SOAK_S:-120}
+SOAK_S=${SOAK_S:-600}
 TAIL_EVENTS=${TAIL_EVENTS:-49000}
 SOAK_APPEND_RATE=${SOAK_APPEND_RATE:-200}
 TARGET_APPENDS_PER_S=10000
@@ -127,6 +127,8 @@ say "access checks over HTTP with appends at $((TARGET_APPENDS_PER_S / 2))/s: $(
 say "  background appends achieved: $(json_field "$R" background.per_s)/s, p99 $(json_field "$R" background.p99_ms) ms, errors $(json_field "$R" background.errors)"
 R=$(LG access-check --admin-key "$ADMIN" --duration-s "$READ_S" --connections "$CONNECTIONS" --json)
 say "access checks over HTTP, no appends: $(json_field "$R" main.per_s)/s, p99 $(json_field "$R" main.p99_ms) ms"
+R=$(LG allocations --admin-key "$ADMIN" --duration-s "$READ_S" --connections "$CONNECTIONS" --json)
+say "allocations of one project over HTTP, no appends: $(json_field "$R" main.per_s)/s, p99 $(json_field "$R" main.p99_ms) ms"
 
 # --- The big log ---------------------------------------------------------------------------
 stop_server
