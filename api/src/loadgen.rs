@@ -191,6 +191,16 @@ impl Tally {
     fn error(&mut self, what: impl Into<String>) {
         *self.errors.entry(what.into()).or_insert(0) += 1;
     }
+
+    /// One request; its latency counts only if the answer has the `expected` status.
+    async fn timed(&mut self, conn: &mut Conn, method: &str, path: &str, body: Option<&[u8]>, expected: u16) {
+        let t0 = Instant::now();
+        match conn.request(method, path, body).await {
+            Ok(status) if status == expected => self.latencies_us.push(elapsed_us(t0)),
+            Ok(status) => self.error(status.to_string()),
+            Err(e) => self.error(format!("transport: {}", e.0)),
+        }
+    }
 }
 
 /// The names a run's setup creates; fresh per run (`lg<8 hex>`), so runs can repeat on one log.
@@ -560,29 +570,30 @@ async fn post_all(http: &Arc<Http>, bodies: Vec<Vec<u8>>, connections: usize, ra
                         let due = started + Duration::from_secs_f64(k as f64 / rate.max(1) as f64);
                         tokio::time::sleep_until(due.into()).await;
                     }
-                    let t0 = Instant::now();
-                    match conn.request("POST", "/v1/events", Some(&body)).await {
-                        Ok(201) => tally.latencies_us.push(elapsed_us(t0)),
-                        Ok(status) => tally.error(status.to_string()),
-                        Err(e) => tally.error(format!("transport: {}", e.0)),
-                    }
+                    tally.timed(&mut conn, "POST", "/v1/events", Some(&body), 201).await;
                 }
                 tally
             })
         })
         .collect();
-    let mut tallies = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Ok(tally) = t.await {
-            tallies.push(tally);
-        }
-    }
+    let tallies = join_tallies(tasks).await;
     let what = if rate.is_some() { "background appends" } else { "appends" };
     Tally::merge(tallies, what, started.elapsed(), connections)
 }
 
 fn elapsed_us(t0: Instant) -> u32 {
     u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX)
+}
+
+/// The tallies of the tasks that finished (a panicked task's requests are not counted).
+async fn join_tallies(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Vec<Tally> {
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(tally) = t.await {
+            tallies.push(tally);
+        }
+    }
+    tallies
 }
 
 /// A small per-task PRNG (xorshift64*) for proof indexes: no shared state, no allocation.
@@ -620,23 +631,13 @@ async fn read_all(http: &Arc<Http>, args: &LoadgenArgs, cast: Option<&Cast>, siz
                         Mode::Consistency => format!("/v1/proofs/consistency?from={}&to={size}", 1 + rng.below(size)),
                         Mode::Appends | Mode::Fill => return tally,
                     };
-                    let t0 = Instant::now();
-                    match conn.request("GET", &path, None).await {
-                        Ok(200) => tally.latencies_us.push(elapsed_us(t0)),
-                        Ok(status) => tally.error(status.to_string()),
-                        Err(e) => tally.error(format!("transport: {}", e.0)),
-                    }
+                    tally.timed(&mut conn, "GET", &path, None, 200).await;
                 }
                 tally
             })
         })
         .collect();
-    let mut tallies = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Ok(tally) = t.await {
-            tallies.push(tally);
-        }
-    }
+    let tallies = join_tallies(tasks).await;
     let what = match args.mode {
         Mode::AccessCheck => "access checks",
         Mode::Allocations => "allocations",
