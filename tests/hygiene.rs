@@ -155,7 +155,13 @@ fn a_disk_that_refuses_writes_gives_503_and_the_log_stays_intact_and_appendable(
     for (id, _) in &bodies {
         assert_eq!(s.get(&format!("/v1/events/by-id/{id}")).status().as_u16(), 404);
     }
-    assert_eq!(s.get_json("/healthz")["status"], "ok");
+    // Health says writes fail (a supervisor can act), and so does the metrics gauge.
+    let health = s.get("/healthz");
+    assert_eq!(health.status().as_u16(), 503);
+    let health: Value = health.json().unwrap();
+    assert_eq!(health["status"], "failing", "{health}");
+    assert_eq!(health["size"], before_size, "{health}");
+    assert!(s.get("/metrics").text().unwrap().contains("\ngrantline_appends_failing 1\n"));
     verify_log(&s.url, &log_key);
 
     // Space returns: the same envelopes are appended, once each, and the log verifies.
@@ -164,6 +170,10 @@ fn a_disk_that_refuses_writes_gives_503_and_the_log_stays_intact_and_appendable(
         let resp = s.post(body.clone());
         assert_eq!(resp.status().as_u16(), 201, "{id}");
     }
+    let health = s.get("/healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(health.json::<Value>().unwrap()["status"], "ok");
+    assert!(s.get("/metrics").text().unwrap().contains("\ngrantline_appends_failing 0\n"));
     let verified = verify_log(&s.url, &log_key);
     assert_eq!(verified.size, before_size + bodies.len() as u64);
     for (id, _) in &bodies {

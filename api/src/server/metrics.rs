@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub struct Metrics {
     pub appends_total: AtomicU64,
     pub duplicates_total: AtomicU64,
     pub append_failures_total: AtomicU64,
+    /// Whether the last append attempt failed: set on a failed batch, cleared by a durable one.
+    pub appends_failing: AtomicBool,
     pub automation_appends_total: AtomicU64,
     pub queue_depth: AtomicI64,
     pub sse_subscribers: AtomicI64,
@@ -67,6 +69,7 @@ impl Default for Metrics {
             appends_total: AtomicU64::new(0),
             duplicates_total: AtomicU64::new(0),
             append_failures_total: AtomicU64::new(0),
+            appends_failing: AtomicBool::new(false),
             automation_appends_total: AtomicU64::new(0),
             queue_depth: AtomicI64::new(0),
             sse_subscribers: AtomicI64::new(0),
@@ -109,6 +112,12 @@ impl Metrics {
             "grantline_append_failures_total",
             "Batches whose durable append failed (answered 503).",
             load(&self.append_failures_total),
+        );
+        let failing = u8::from(self.appends_failing.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP grantline_appends_failing 1 while the last append attempt failed (writes answer 503).\n\
+             # TYPE grantline_appends_failing gauge\ngrantline_appends_failing {failing}"
         );
         counter(
             &mut out,

@@ -347,6 +347,7 @@ impl Sequencer {
                 // Nothing was published; the working state is dropped with the batch.
                 tracing::error!("append of {} records failed: {e}", entries.len());
                 self.metrics.append_failures_total.fetch_add(1, Ordering::Relaxed);
+                self.metrics.appends_failing.store(true, Ordering::Relaxed);
                 for (reply, _) in waiting {
                     answer(reply, Outcome::Rejected(Problem::unavailable("the log could not be written; retry later")));
                 }
@@ -354,6 +355,7 @@ impl Sequencer {
             }
         };
         self.fault.after_append(&entries);
+        self.metrics.appends_failing.store(false, Ordering::Relaxed);
         self.metrics.observe_batch(entries.len(), started.elapsed());
         self.metrics.automation_appends_total.fetch_add(automation_entries as u64, Ordering::Relaxed);
         self.last_received_at_ms = now;
