@@ -12,6 +12,7 @@ const LEAVES: u64 = 1_000_000;
 const ENVELOPE_BYTES: usize = 1024;
 const BATCH_SIGNATURES: usize = 64;
 const SLED_GROUP: usize = 256;
+const STORE_FILL_BATCH: u64 = 4096;
 
 fn records(c: &mut Criterion) {
     let envelope = vec![b'e'; ENVELOPE_BYTES];
@@ -130,5 +131,36 @@ fn storage(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, records, merkle_1m, signatures, storage);
+/// Proofs as the server serves them: from a sled store of 1,000,000 records, where full hash
+/// tiles are read from sled and only the last tile is in memory.
+fn store_proofs_1m(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let envelope = vec![b'e'; 64];
+    let mut n = 0u64;
+    while n < LEAVES {
+        let batch: Vec<Entry> = (n..(n + STORE_FILL_BATCH).min(LEAVES))
+            .map(|i| Entry { id: format!("id-{i}"), envelope: envelope.clone(), received_at_ms: 0 })
+            .collect();
+        n += batch.len() as u64;
+        store.append(&batch).unwrap();
+    }
+    let mut index = 0u64;
+    c.bench_function("store/inclusion_proof_at_1m", |b| {
+        b.iter(|| {
+            index = (index + 7919) % LEAVES;
+            store.inclusion_proof(index, LEAVES).unwrap()
+        })
+    });
+    let mut old = 1u64;
+    c.bench_function("store/consistency_proof_at_1m", |b| {
+        b.iter(|| {
+            old = (old + 7919) % LEAVES + 1;
+            store.consistency_proof(old, LEAVES).unwrap()
+        })
+    });
+    c.bench_function("store/root_at_1m", |b| b.iter(|| store.root_at(black_box(LEAVES - 3)).unwrap()));
+}
+
+criterion_group!(benches, records, merkle_1m, signatures, storage, store_proofs_1m);
 criterion_main!(benches);

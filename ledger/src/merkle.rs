@@ -77,6 +77,26 @@ pub fn stored_hash_index(level: u32, n: u64) -> u64 {
     i.saturating_add(u64::from(level))
 }
 
+/// The inverse of [`stored_hash_index`]: the (level, n) whose hash is stored at `index`
+/// (Go tlog's `SplitStoredHashIndex`).
+pub fn split_stored_hash_index(index: u64) -> (u32, u64) {
+    // stored_hash_index(0, n) <= 2n, so the leaf whose hashes include `index` is in
+    // [index/2, index/2 + log2(index)]; leaf n adds 1 + trailing_zeros(n + 1) hashes.
+    let mut n = index / 2;
+    let mut index_n = stored_hash_index(0, n);
+    debug_assert!(index_n <= index);
+    loop {
+        let next = index_n + 1 + u64::from((n + 1).trailing_zeros());
+        if next > index {
+            break;
+        }
+        n += 1;
+        index_n = next;
+    }
+    let level = (index - index_n) as u32;
+    (level, n >> level)
+}
+
 /// How many hashes are stored for a tree of `n` leaves (tlog.StoredHashCount).
 pub fn stored_hash_count(n: u64) -> u64 {
     if n == 0 {
@@ -517,7 +537,13 @@ pub(crate) mod tests {
                 let i = stored_hash_index(level, n);
                 assert!(seen.insert(i));
                 assert!(i < stored_hash_count((n + 1) << level));
+                assert_eq!(split_stored_hash_index(i), (level, n), "index {i}");
             }
+        }
+        // And every index below a count splits into a coordinate that maps back to it.
+        for i in 0..stored_hash_count(5000) {
+            let (level, n) = split_stored_hash_index(i);
+            assert_eq!(stored_hash_index(level, n), i);
         }
     }
 

@@ -13,9 +13,9 @@
 //!
 //! A batch writes its records, ids and the touched hash tiles (the last partial tile is
 //! rewritten) with one atomic `apply_batch`, then one flush: after a crash either the whole
-//! batch is there or none of it. The stored hashes are also kept in memory (about 64 MB per
-//! million records), loaded from ~8k tiles per million records at open, so roots and proofs
-//! never touch sled.
+//! batch is there or none of it. In memory the store keeps the last hash tile and the hashes
+//! of levels 4 and up (about 4 MB per million records, loaded from the ~8k tiles per million
+//! records at open); a proof reads its lowest levels from one or two tiles in sled.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,7 +56,7 @@ pub enum StoreError {
 pub const STORE_FORMAT: &[u8] = b"grantline-ledger-store/1";
 /// Stored Merkle hashes are persisted in tiles of this many hashes.
 pub const TILE_HASHES: u64 = 256;
-/// sled's page cache; the hashes themselves are in memory anyway.
+/// sled's page cache (records, the id index and the hash tiles proofs read).
 pub const CACHE_BYTES: u64 = 64 << 20;
 /// How long `open` waits for the lock of a store that was just closed in this process
 /// (sled's background threads release it shortly after the last handle is dropped).
@@ -72,8 +72,9 @@ const PREFIX_ID: u8 = b'i';
 const PREFIX_TILE: u8 = b'h';
 const PREFIX_META: u8 = b'm';
 const HASH_BYTES: usize = 32;
-/// In-memory hashes live in fixed chunks, so appending never moves the ones readers use.
-const CHUNK_HASHES: usize = 1 << 16;
+/// Stored hashes of this level and up are also kept in memory: 1/8 of all stored hashes
+/// (4 MB per million records), and a proof's reads from sled stay within levels 0 to 3.
+const UPPER_LEVEL_MIN: u32 = 4;
 
 fn record_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -138,59 +139,124 @@ fn seq_from(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(raw))
 }
 
-/// The stored Merkle hashes in memory, append-only.
+/// The stored Merkle hashes of the published tree. Every hash is in sled, in tiles of
+/// `TILE_HASHES` (full tiles never change). In memory: the last tile, so appends rarely read
+/// sled, and the hashes of levels `UPPER_LEVEL_MIN` and up (one hash per 8 records), so a
+/// proof reads sled only for its lowest levels, which sit in one or two neighbouring tiles.
 #[derive(Default)]
-struct HashChunks {
-    chunks: Vec<Vec<Hash>>,
+struct Hashes {
     len: u64,
+    /// The hashes from index `len - tail.len()`: the last tile, 1 to `TILE_HASHES` hashes
+    /// (none while `len` is 0).
+    tail: Vec<Hash>,
+    /// `upper[k][n]` is the hash of (level `UPPER_LEVEL_MIN + k`, n).
+    upper: Vec<Vec<Hash>>,
+    /// The (leaf, level) of the next hash pushed: leaf n adds levels 0..=trailing_zeros(n + 1).
+    next_leaf: u64,
+    next_level: u32,
 }
 
-impl HashChunks {
+impl Hashes {
     fn push(&mut self, h: Hash) {
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK_HASHES => chunk.push(h),
-            _ => {
-                let mut chunk = Vec::with_capacity(CHUNK_HASHES);
-                chunk.push(h);
-                self.chunks.push(chunk);
-            }
+        if self.tail.len() as u64 == TILE_HASHES {
+            self.tail.clear();
         }
+        self.tail.push(h);
         self.len += 1;
+        debug_assert_eq!((self.len - self.tail.len() as u64) % TILE_HASHES, 0);
+
+        let (level, leaf) = (self.next_level, self.next_leaf);
+        debug_assert_eq!(merkle::stored_hash_index(level, leaf >> level), self.len - 1);
+        if level >= UPPER_LEVEL_MIN {
+            let k = (level - UPPER_LEVEL_MIN) as usize;
+            if self.upper.len() <= k {
+                self.upper.resize_with(k + 1, Vec::new);
+            }
+            debug_assert_eq!(self.upper[k].len() as u64, leaf >> level);
+            self.upper[k].push(h);
+        }
+        if level == (leaf + 1).trailing_zeros() {
+            self.next_leaf += 1;
+            self.next_level = 0;
+        } else {
+            self.next_level += 1;
+        }
     }
 
-    fn get(&self, index: u64) -> Option<&Hash> {
-        if index >= self.len {
+    fn tail_start(&self) -> u64 {
+        self.len - self.tail.len() as u64
+    }
+
+    /// A hash held in memory: in the last tile or on an upper level.
+    fn in_memory(&self, i: u64) -> Option<Hash> {
+        if i >= self.len {
             return None;
         }
-        let i = usize::try_from(index).ok()?;
-        self.chunks.get(i / CHUNK_HASHES)?.get(i % CHUNK_HASHES)
+        let tail_start = self.tail_start();
+        if i >= tail_start {
+            return self.tail.get(usize::try_from(i - tail_start).ok()?).copied();
+        }
+        let (level, n) = merkle::split_stored_hash_index(i);
+        let k = level.checked_sub(UPPER_LEVEL_MIN)? as usize;
+        self.upper.get(k)?.get(usize::try_from(n).ok()?).copied()
     }
 }
 
 /// What readers see: the hashes and chain head of the published size.
 struct Published {
-    hashes: HashChunks,
+    hashes: Hashes,
     head: Hash,
 }
 
-/// Reads committed hashes below `limit`, then the batch's pending ones.
+/// Reads committed hashes below `limit` (from the tail in memory, or a full tile in sled),
+/// then the batch's pending ones.
 struct HashView<'a> {
-    committed: &'a HashChunks,
+    committed: &'a Hashes,
+    tree: &'a sled::Tree,
     limit: u64,
     pending: &'a [Hash],
 }
 
+impl HashView<'_> {
+    /// A full tile from sled; `tiles` holds the ones this call already read.
+    fn read_from_tile(&self, i: u64, tiles: &mut Vec<(u64, sled::IVec)>) -> Result<Hash, MerkleError> {
+        let tile = i / TILE_HASHES;
+        let bytes = match tiles.iter().find(|(t, _)| *t == tile) {
+            Some((_, bytes)) => bytes.clone(),
+            None => {
+                let bytes = self
+                    .tree
+                    .get(tile_key(tile))
+                    .map_err(|e| MerkleError::Storage(e.to_string()))?
+                    .ok_or(MerkleError::MissingHash(i))?;
+                if bytes.len() != TILE_HASHES as usize * HASH_BYTES {
+                    return Err(MerkleError::Storage(format!("hash tile {tile} has {} bytes", bytes.len())));
+                }
+                tiles.push((tile, bytes.clone()));
+                bytes
+            }
+        };
+        let at = (i % TILE_HASHES) as usize * HASH_BYTES;
+        let mut hash = [0u8; HASH_BYTES];
+        hash.copy_from_slice(&bytes[at..at + HASH_BYTES]);
+        Ok(hash)
+    }
+}
+
 impl HashReader for HashView<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        let mut tiles = Vec::new();
         indexes
             .iter()
             .map(|&i| {
-                let h = if i < self.limit {
-                    self.committed.get(i)
+                if i >= self.limit {
+                    let p = usize::try_from(i - self.limit).map_err(|_| MerkleError::MissingHash(i))?;
+                    self.pending.get(p).copied().ok_or(MerkleError::MissingHash(i))
+                } else if let Some(h) = self.committed.in_memory(i) {
+                    Ok(h)
                 } else {
-                    usize::try_from(i - self.limit).ok().and_then(|p| self.pending.get(p))
-                };
-                h.copied().ok_or(MerkleError::MissingHash(i))
+                    self.read_from_tile(i, &mut tiles)
+                }
             })
             .collect()
     }
@@ -198,11 +264,15 @@ impl HashReader for HashView<'_> {
 
 /// The stored hashes that appending `leaf_hashes` (seq, leaf hash), in seq order right after
 /// the committed tree, adds.
-fn new_stored_hashes(committed: &HashChunks, leaf_hashes: &[(u64, Hash)]) -> Result<Vec<Hash>, MerkleError> {
+fn new_stored_hashes(
+    committed: &Hashes,
+    tree: &sled::Tree,
+    leaf_hashes: &[(u64, Hash)],
+) -> Result<Vec<Hash>, MerkleError> {
     let mut pending: Vec<Hash> = Vec::with_capacity(leaf_hashes.len() * 2 + 64);
     for &(seq, leaf_hash) in leaf_hashes {
         debug_assert_eq!(committed.len + pending.len() as u64, merkle::stored_hash_index(0, seq));
-        let view = HashView { committed, limit: committed.len, pending: &pending };
+        let view = HashView { committed, tree, limit: committed.len, pending: &pending };
         let new = merkle::stored_hashes_for_leaf(seq, leaf_hash, &view)?;
         pending.extend_from_slice(&new);
     }
@@ -211,11 +281,16 @@ fn new_stored_hashes(committed: &HashChunks, leaf_hashes: &[(u64, Hash)]) -> Res
 
 /// Adds to `writes` every tile that `pending` touches: the last partial committed tile is
 /// rewritten whole, earlier tiles never change.
-fn write_tiles(writes: &mut sled::Batch, committed: &HashChunks, pending: &[Hash]) -> Result<(), MerkleError> {
+fn write_tiles(
+    writes: &mut sled::Batch,
+    committed: &Hashes,
+    tree: &sled::Tree,
+    pending: &[Hash],
+) -> Result<(), MerkleError> {
     if pending.is_empty() {
         return Ok(());
     }
-    let view = HashView { committed, limit: committed.len, pending };
+    let view = HashView { committed, tree, limit: committed.len, pending };
     let end = committed.len + pending.len() as u64;
     for tile in committed.len / TILE_HASHES..=(end - 1) / TILE_HASHES {
         let from = tile * TILE_HASHES;
@@ -229,9 +304,10 @@ fn write_tiles(writes: &mut sled::Batch, committed: &HashChunks, pending: &[Hash
     Ok(())
 }
 
-/// Reads all hash tiles: dense tile numbers, all full but the last.
-fn load_hashes(tree: &sled::Tree) -> Result<HashChunks, StoreError> {
-    let mut hashes = HashChunks::default();
+/// Reads every hash tile once: dense tile numbers, all full but the last. Keeps the last tile
+/// and the upper levels (see [`Hashes`]).
+fn load_hashes(tree: &sled::Tree) -> Result<Hashes, StoreError> {
+    let mut hashes = Hashes::default();
     for (expected_tile, kv) in (0u64..).zip(tree.scan_prefix([PREFIX_TILE])) {
         let (key, value) = kv.map_err(io)?;
         let tile = seq_from(&key[1..], "hash tile key")?;
@@ -245,7 +321,7 @@ fn load_hashes(tree: &sled::Tree) -> Result<HashChunks, StoreError> {
             return Err(corrupt(format!("hash tile {tile}"), format!("{} bytes", value.len())));
         }
         for h in value.chunks_exact(HASH_BYTES) {
-            let mut hash = [0u8; 32];
+            let mut hash = [0u8; HASH_BYTES];
             hash.copy_from_slice(h);
             hashes.push(hash);
         }
@@ -346,7 +422,11 @@ impl Store {
             ));
         }
         if let Some(leaf_hash) = last_leaf_hash {
-            if hashes.get(merkle::stored_hash_index(0, size - 1)) != Some(&leaf_hash) {
+            let view = HashView { committed: &hashes, tree: &tree, limit: hashes.len, pending: &[] };
+            let stored = view
+                .read_hashes(&[merkle::stored_hash_index(0, size - 1)])
+                .map_err(|e| corrupt("merkle hashes", format!("the last leaf hash cannot be read: {e}")))?;
+            if stored[0] != leaf_hash {
                 return Err(corrupt("merkle hashes", "the last leaf hash does not match the last record"));
             }
         }
@@ -432,7 +512,7 @@ impl Store {
         // New stored hashes, reading left siblings from the committed and pending ones.
         let base = merkle::stored_hash_count(size);
         let leaf_hashes: Vec<(u64, Hash)> = appended.iter().map(|r| (r.seq, r.leaf_hash())).collect();
-        let pending = new_stored_hashes(&published.hashes, &leaf_hashes)?;
+        let pending = new_stored_hashes(&published.hashes, &inner.tree, &leaf_hashes)?;
         let new_size = size + appended.len() as u64;
         debug_assert_eq!(base + pending.len() as u64, merkle::stored_hash_count(new_size));
 
@@ -443,7 +523,7 @@ impl Store {
         for (id, &k) in &batch_ids {
             writes.insert(id_key(id), &appended[k].seq.to_be_bytes());
         }
-        write_tiles(&mut writes, &published.hashes, &pending)?;
+        write_tiles(&mut writes, &published.hashes, &inner.tree, &pending)?;
         drop(published);
 
         if let Err(e) = inner.tree.apply_batch(writes) {
@@ -590,7 +670,7 @@ impl HashReader for Store {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
         let limit = merkle::stored_hash_count(self.size());
         let published = self.published();
-        let view = HashView { committed: &published.hashes, limit, pending: &[] };
+        let view = HashView { committed: &published.hashes, tree: &self.inner.tree, limit, pending: &[] };
         view.read_hashes(indexes)
     }
 }
@@ -614,17 +694,18 @@ mod tests {
             let leaf_hashes: Vec<(u64, Hash)> = (next..next + batch as u64)
                 .map(|seq| (seq, merkle::leaf_hash(&hex::decode(CT_LEAVES[seq as usize]).unwrap())))
                 .collect();
-            let pending = new_stored_hashes(&committed, &leaf_hashes).unwrap();
+            let pending = new_stored_hashes(&committed, &tree, &leaf_hashes).unwrap();
             let mut writes = sled::Batch::default();
-            write_tiles(&mut writes, &committed, &pending).unwrap();
+            write_tiles(&mut writes, &committed, &tree, &pending).unwrap();
             tree.apply_batch(writes).unwrap();
             db.flush().unwrap();
             next += batch as u64;
         }
         let db = open_sled(dir.path()).unwrap();
-        let loaded = load_hashes(&db.open_tree(TREE_NAME).unwrap()).unwrap();
+        let tree = db.open_tree(TREE_NAME).unwrap();
+        let loaded = load_hashes(&tree).unwrap();
         assert_eq!(loaded.len, merkle::stored_hash_count(8));
-        let view = HashView { committed: &loaded, limit: loaded.len, pending: &[] };
+        let view = HashView { committed: &loaded, tree: &tree, limit: loaded.len, pending: &[] };
         for (size, root) in (1..=8).zip(CT_ROOTS) {
             assert_eq!(hex::encode(merkle::tree_hash(size, &view).unwrap()), root);
         }
@@ -645,15 +726,15 @@ mod tests {
             for (_, h) in &leaf_hashes {
                 memory.push(*h);
             }
-            let pending = new_stored_hashes(&committed, &leaf_hashes).unwrap();
+            let pending = new_stored_hashes(&committed, &tree, &leaf_hashes).unwrap();
             let mut writes = sled::Batch::default();
-            write_tiles(&mut writes, &committed, &pending).unwrap();
+            write_tiles(&mut writes, &committed, &tree, &pending).unwrap();
             tree.apply_batch(writes).unwrap();
             seq += batch;
             let loaded = load_hashes(&tree).unwrap();
             assert_eq!(loaded.len, merkle::stored_hash_count(seq));
             let indexes: Vec<u64> = (0..loaded.len).collect();
-            let view = HashView { committed: &loaded, limit: loaded.len, pending: &[] };
+            let view = HashView { committed: &loaded, tree: &tree, limit: loaded.len, pending: &[] };
             assert_eq!(view.read_hashes(&indexes).unwrap(), memory.stored_hashes());
         }
         for kv in tree.scan_prefix([PREFIX_TILE]) {

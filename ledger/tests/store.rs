@@ -200,7 +200,9 @@ fn range_is_capped() {
 fn proofs_from_the_store_verify() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    for batch in [1usize, 2, 5, 30, 1, 70] {
+    // 608 records, about 1,200 stored hashes: proofs read full tiles from sled and the last
+    // tile from memory.
+    for batch in [1usize, 2, 5, 30, 1, 70, 199, 300] {
         let base = store.size();
         let entries: Vec<Entry> = (0..batch).map(|i| entry(&format!("p{base}-{i}"))).collect();
         store.append(&entries).unwrap();
