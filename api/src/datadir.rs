@@ -197,7 +197,11 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
     }
     let log_key = SigningKey::read_file(&dir.log_key())?;
     let automation_key = SigningKey::read_file(&dir.automation_key())?;
+    let opening = std::time::Instant::now();
     let store = Store::open(&dir.db())?;
+    // Worth logging: sled replays what was written since it was last opened, so this grows
+    // with the previous run's writes (BENCHMARKS.md, restart).
+    tracing::info!("opened the store ({} records) in {} ms", store.size(), opening.elapsed().as_millis());
     if store.size() == 0 {
         return Err(DataDirError::Mismatch(format!(
             "{} has keys but no genesis record (an interrupted init?); remove it and run init again",
@@ -205,7 +209,9 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
         )));
     }
     // A saved projection snapshot plus the records after it, or a full replay.
+    let restoring = std::time::Instant::now();
     let (state, replay_warnings) = crate::state_snapshot::restore(&store)?;
+    tracing::info!("restored the projection in {} ms", restoring.elapsed().as_millis());
     if state.log_key() != Some(&log_key.verifier()) {
         return Err(DataDirError::Mismatch(format!(
             "{} does not match the log key named in the genesis record",
