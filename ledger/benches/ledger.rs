@@ -14,6 +14,25 @@ const BATCH_SIGNATURES: usize = 64;
 const SLED_GROUP: usize = 256;
 const STORE_FILL_BATCH: u64 = 4096;
 
+/// `{group}/inclusion_proof_at_1m` and `{group}/consistency_proof_at_1m` over indexes spread
+/// across the tree, the same sequence for every hash source.
+fn proofs_at_1m(c: &mut Criterion, group: &str, source: &dyn merkle::HashReader) {
+    let mut index = 0u64;
+    c.bench_function(&format!("{group}/inclusion_proof_at_1m"), |b| {
+        b.iter(|| {
+            index = (index + 7919) % LEAVES;
+            merkle::prove_inclusion(LEAVES, index, source).unwrap()
+        })
+    });
+    let mut old = 1u64;
+    c.bench_function(&format!("{group}/consistency_proof_at_1m"), |b| {
+        b.iter(|| {
+            old = (old + 7919) % LEAVES + 1;
+            merkle::prove_consistency(LEAVES, old, source).unwrap()
+        })
+    });
+}
+
 fn records(c: &mut Criterion) {
     let envelope = vec![b'e'; ENVELOPE_BYTES];
     c.bench_function("record/encode_1k", |b| {
@@ -37,20 +56,7 @@ fn merkle_1m(c: &mut Criterion) {
         b.iter(|| merkle::stored_hashes_for_leaf(LEAVES - 1, [1; 32], &tree).unwrap())
     });
     c.bench_function("merkle/root_at_1m", |b| b.iter(|| tree.root_at(black_box(LEAVES - 3)).unwrap()));
-    let mut index = 0u64;
-    c.bench_function("merkle/inclusion_proof_at_1m", |b| {
-        b.iter(|| {
-            index = (index + 7919) % LEAVES;
-            tree.inclusion_proof(index, LEAVES).unwrap()
-        })
-    });
-    let mut old = 1u64;
-    c.bench_function("merkle/consistency_proof_at_1m", |b| {
-        b.iter(|| {
-            old = (old + 7919) % LEAVES + 1;
-            tree.consistency_proof(old, LEAVES).unwrap()
-        })
-    });
+    proofs_at_1m(c, "merkle", &tree);
     let root = tree.root();
     let proof = tree.inclusion_proof(123_456, LEAVES).unwrap();
     let leaf = merkle::leaf_hash(&123_456u64.to_be_bytes());
@@ -131,8 +137,8 @@ fn storage(c: &mut Criterion) {
     }
 }
 
-/// Proofs as the server serves them: from a sled store of 1,000,000 records, where full hash
-/// tiles are read from sled and only the last tile is in memory.
+/// Proofs as the server serves them: from a sled store of 1,000,000 records, which keeps the
+/// last hash tile and the upper levels in memory and reads the lowest levels from sled tiles.
 fn store_proofs_1m(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -145,20 +151,7 @@ fn store_proofs_1m(c: &mut Criterion) {
         n += batch.len() as u64;
         store.append(&batch).unwrap();
     }
-    let mut index = 0u64;
-    c.bench_function("store/inclusion_proof_at_1m", |b| {
-        b.iter(|| {
-            index = (index + 7919) % LEAVES;
-            store.inclusion_proof(index, LEAVES).unwrap()
-        })
-    });
-    let mut old = 1u64;
-    c.bench_function("store/consistency_proof_at_1m", |b| {
-        b.iter(|| {
-            old = (old + 7919) % LEAVES + 1;
-            store.consistency_proof(old, LEAVES).unwrap()
-        })
-    });
+    proofs_at_1m(c, "store", &store);
     c.bench_function("store/root_at_1m", |b| b.iter(|| store.root_at(black_box(LEAVES - 3)).unwrap()));
 }
 

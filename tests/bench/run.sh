@@ -4,7 +4,7 @@
 # flush, measured in the same run. Everything runs on 127.0.0.1 over a temp directory and stops
 # by itself.
 #
-#   tests/bench/run.sh                  # full run (1,000,000-record log, 10-minute soak; ~20 min)
+#   tests/bench/run.sh                  # full run (1,000,000-record log, 10-minute soak; ~22 min)
 #   LOG_RECORDS=100000 SOAK_S=20 APPEND_EVENTS=20000 tests/bench/run.sh   # quick check
 #
 # Knobs (environment): LOG_RECORDS, APPEND_EVENTS, CONNECTIONS, READ_S, SOAK_S, TAIL_EVENTS

@@ -1,8 +1,8 @@
 //! Operations: `/healthz`, `/metrics`, `/openapi.json`.
 
-use axum::extract::State;
 use std::sync::atomic::Ordering;
 
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
