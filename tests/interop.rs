@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use common::*;
 use serde_json::json;
 
-const ACCESS_YML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/cirun-access.yml");
-const ADMIN_REQUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/admin-requests/example-cirun.yml");
+const ACCESS_YML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cirun-access.yml");
+const ADMIN_REQUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admin-requests/example-cirun.yml");
 
 /// (resource, repo, pull_request) for every policy attached to a resource.
 fn access_pairs(yaml: &str) -> BTreeSet<(String, String, bool)> {

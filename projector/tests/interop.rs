@@ -11,13 +11,11 @@ use projector::interop::{
 };
 use projector::AccessQuery;
 
-const ACCESS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/cirun-access.yml"));
+const ACCESS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/cirun-access.yml"));
 const REQ_CIRUN: &str =
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/admin-requests/example-cirun.yml"));
-const REQ_GPU: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/admin-requests/example-open-gpu-server.yml"
-));
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/admin-requests/example-cirun.yml"));
+const REQ_GPU: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/admin-requests/example-open-gpu-server.yml"));
 
 /// (repo, resource, pull_request, users, users_from_json) for every policy on every resource.
 type Policy = (String, String, bool, Option<BTreeSet<String>>, Option<String>);

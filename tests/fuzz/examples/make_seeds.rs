@@ -1,5 +1,5 @@
 //! Writes the seed corpora under `tests/fuzz/seeds/<target>/` from real records: a small log of
-//! signed envelopes (every event type of DESIGN.md section 4), its leaves, its Merkle tree,
+//! signed envelopes (every event type of SPEC.md section 4), its leaves, its Merkle tree,
 //! signed checkpoints and proofs, and projector scenarios.
 //!
 //! `cargo run --manifest-path tests/fuzz/Cargo.toml --example make_seeds` (deterministic:

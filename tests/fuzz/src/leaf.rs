@@ -1,4 +1,4 @@
-//! Target `leaf`: arbitrary bytes as a record's leaf (DESIGN.md section 5).
+//! Target `leaf`: arbitrary bytes as a record's leaf (SPEC.md section 5).
 
 use ledger::dsse::Envelope;
 use ledger::record::{Record, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};

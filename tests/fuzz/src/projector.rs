@@ -2,7 +2,7 @@
 //!
 //! The input is read one byte per decision ([`Choices`]), so a scenario is easy to write down
 //! by hand (`examples/make_seeds.rs` does). Each step builds one statement of any event type
-//! of DESIGN.md section 4 from small alphabets (actors with fixed keys, resources, projects,
+//! of SPEC.md section 4 from small alphabets (actors with fixed keys, resources, projects,
 //! requests, pools, amounts, times), signs it (as keyids) by the actor's key, another key of
 //! the actor, another actor's key or nobody, and runs it through `check`; accepted statements
 //! are applied with dense seqs, then (after the step, or after a batch of steps)

@@ -1,4 +1,4 @@
-//! Target `proofs`: Merkle proof verification (DESIGN.md section 6).
+//! Target `proofs`: Merkle proof verification (SPEC.md section 6).
 //!
 //! Three modes, chosen by the first input byte (`mode & 3`):
 //! - 0, raw: arbitrary indexes, sizes, hashes and proofs; the verifiers must not panic and
@@ -280,7 +280,7 @@ pub mod reference {
 
     /// RFC 9162 section 2.1.4.2 for 0 < first < second. For equal sizes, the proof is empty
     /// and the roots equal; from the empty tree (first = 0), the proof is empty and the first
-    /// root is the empty tree's (DESIGN.md section 6 and grantline's API).
+    /// root is the empty tree's (SPEC.md section 6 and grantline's API).
     pub fn consistency(
         first: u64,
         second: u64,
