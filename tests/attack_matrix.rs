@@ -1,7 +1,7 @@
-//! The attack matrix of issue 7. Every row is an end-to-end attempt against the real server
-//! that asserts the error (status and problem code) and that nothing changed: the log's size,
-//! root and checkpoint, and the projections the attack aimed at. After the hostile inputs
-//! the server still answers `/healthz`.
+//! The attack matrix: hostile inputs against the service. Every row is an end-to-end attempt
+//! against the real server that asserts the error (status and problem code) and that nothing
+//! changed: the log's size, root and checkpoint, and the projections the attack aimed at.
+//! After the hostile inputs the server still answers `/healthz`.
 
 mod common;
 

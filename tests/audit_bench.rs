@@ -14,7 +14,7 @@ mod common_audit;
 
 use std::time::Instant;
 
-use api::datadir::{self, DataDir};
+use api::testing::{self as datadir, DataDir, Fold};
 use common::BIN;
 use common_audit::*;
 use ledger::checkpoint::Checkpoint;
@@ -22,7 +22,6 @@ use ledger::dsse::Envelope;
 use ledger::keys::SigningKey;
 use ledger::statement::{format_rfc3339_ms, Statement};
 use ledger::store::{AppendOutcome, Entry};
-use projector::Event;
 use serde_json::json;
 
 /// Events in the benchmark log.
@@ -33,8 +32,8 @@ const ORIGIN: &str = "bench.example/ci";
 
 struct Builder {
     store: ledger::store::Store,
-    state: projector::State,
-    pending: Vec<(Entry, Statement, Vec<String>)>,
+    fold: Fold,
+    pending: Vec<(Entry, Statement)>,
     now_ms: i64,
 }
 
@@ -47,22 +46,18 @@ impl Builder {
     fn add(&mut self, st: Statement, key: &SigningKey) {
         self.now_ms += 1;
         let env = Envelope::sign(st.to_payload(), &[key]);
-        let signers = vec![key.keyid()];
-        projector::check(&self.state, &st, &signers, self.now_ms).unwrap_or_else(|e| panic!("{}: {e}", st.id));
-        let seq = self.seq();
-        projector::apply(
-            &mut self.state,
-            &Event { seq, received_at_ms: self.now_ms, statement: &st, signers: &signers },
-        );
+        let signers = [(key.keyid(), key.verifier())];
+        let seq = self.fold.admit(&st, &signers, self.now_ms).unwrap_or_else(|e| panic!("{}: {e}", st.id));
+        assert_eq!(seq, self.seq());
         let entry = Entry { id: st.id.clone(), envelope: env.canonical_json(), received_at_ms: self.now_ms };
-        self.pending.push((entry, st, signers));
+        self.pending.push((entry, st));
         if self.pending.len() == ledger::store::BATCH_ENTRIES_MAX {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        let entries: Vec<Entry> = self.pending.drain(..).map(|(e, _, _)| e).collect();
+        let entries: Vec<Entry> = self.pending.drain(..).map(|(e, _)| e).collect();
         for outcome in self.store.append(&entries).unwrap() {
             assert!(matches!(outcome, AppendOutcome::Appended(_)));
         }
@@ -87,7 +82,7 @@ fn build_log(dir: &std::path::Path) -> (String, std::path::PathBuf) {
     datadir::init(&data, ORIGIN, "admin", &admin_path).unwrap();
     let admin = SigningKey::read_file(&admin_path).unwrap();
     let opened = datadir::open(&data).unwrap();
-    let mut b = Builder { store: opened.store, state: opened.state, pending: Vec::new(), now_ms: api::now_ms() };
+    let mut b = Builder { store: opened.store, fold: opened.fold, pending: Vec::new(), now_ms: api::now_ms() };
     let alice = SigningKey::generate("alice").unwrap();
     let bob = SigningKey::generate("bob").unwrap();
     let carol = SigningKey::generate("carol").unwrap();
@@ -127,7 +122,7 @@ fn build_log(dir: &std::path::Path) -> (String, std::path::PathBuf) {
             );
             b.add(st, reviewer);
         }
-        for st in projector::automation(&b.state, b.now_ms) {
+        for st in projector::automation(b.fold.state(), b.now_ms) {
             b.add(st, &opened.automation_key);
         }
         i += 1;
@@ -167,10 +162,10 @@ fn verify_a_100k_event_log() {
     // In process, through the library: the engine alone.
     let key = ledger::keys::VerifierKey::parse(&log_key).unwrap();
     let note = std::fs::read_to_string(&checkpoint).unwrap();
-    let cp = api::audit::statefile::SignedCheckpoint::open(&note, &key).unwrap();
-    let job = api::audit::engine::VerifyJob { log_key: &key, checkpoint: &cp, state_path: None, progress: false };
-    let mut source = api::audit::source::DataDirSource::open(&data).unwrap();
-    let (report, replayed) = api::audit::engine::verify(&mut source, &job).unwrap();
+    let cp = api::testing::SignedCheckpoint::open(&note, &key).unwrap();
+    let job = api::testing::VerifyJob { log_key: &key, checkpoint: &cp, state_path: None, progress: false };
+    let mut source = api::testing::DataDirSource::open(&data).unwrap();
+    let (report, replayed) = api::testing::verify(&mut source, &job).unwrap();
     drop((source, replayed));
     println!("log built in {built_s:.1} s");
     println!("single-core Ed25519 verify_strict baseline: {baseline:.0} signatures/s");

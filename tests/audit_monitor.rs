@@ -7,7 +7,7 @@ mod common_audit;
 
 use std::path::Path;
 
-use api::audit::exit;
+use api::testing::exit;
 use common::*;
 use common_audit::*;
 use ledger::checkpoint::Checkpoint;

@@ -4,7 +4,7 @@
 mod common;
 mod common_audit;
 
-use api::audit::exit;
+use api::testing::exit;
 use common::*;
 use common_audit::*;
 

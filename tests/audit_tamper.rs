@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use api::audit::exit;
 use api::json::RecordJson;
+use api::testing::exit;
 use common::*;
 use common_audit::*;
 use ledger::checkpoint::Checkpoint;

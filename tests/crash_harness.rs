@@ -1,4 +1,4 @@
-//! Crash safety under load (issue 7). Each round starts the real server on one data
+//! Crash safety under load. Each round starts the real server on one data
 //! directory, drives it with 32 concurrent signing clients, sends SIGKILL at a random moment
 //! and restarts it. After every round: every event that got a 201/200 receipt is in the log
 //! with the same seq, leaf hash and chain hash; the log verifies completely; re-sending every

@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use api::datadir::{self, DataDir};
-use api::state_snapshot::{self, STATE_SNAPSHOT_META_KEY};
+use api::testing::{self as datadir, DataDir};
+use api::testing::{self as state_snapshot, Fold, STATE_SNAPSHOT_META_KEY};
 use common::*;
 
 fn run(args: &[&str]) -> String {
@@ -66,16 +66,22 @@ fn snapshot_plus_tail_equals_full_replay() {
     let snapshot_size = snapshot["size"].as_u64().unwrap();
     assert!(snapshot_size > 12000 && snapshot_size < opened.store.size(), "the restore must replay a tail");
 
-    let (full, warnings) = datadir::replay_store(&opened.store).unwrap();
+    // The sequential fold: every record through `apply_logged`, one by one.
+    let mut sequential = Fold::new();
+    let mut warnings = 0;
+    for rec in (0..opened.store.size()).map(|seq| opened.store.get(seq).unwrap().unwrap()) {
+        warnings += u64::from(sequential.apply_logged(&rec).is_err());
+    }
+    let full = sequential.into_state();
     assert_eq!(warnings, 0);
     assert_eq!(full.size(), opened.store.size());
-    assert_eq!(opened.state.size(), full.size());
-    assert_eq!(state_json(&opened.state), state_json(&full));
+    assert_eq!(opened.fold.state().size(), full.size());
+    assert_eq!(state_json(opened.fold.state()), state_json(&full));
     // The parallel-verifying replay from scratch (the fill's events after the first page reuse
     // signatures checked against the page's starting state) equals the sequential one.
-    let (parallel, warnings) = state_snapshot::replay_from(&opened.store, projector::State::new()).unwrap();
+    let (parallel, warnings) = Fold::new().replay(&opened.store).unwrap();
     assert_eq!(warnings, 0);
-    assert_eq!(state_json(&parallel), state_json(&full));
+    assert_eq!(state_json(parallel.state()), state_json(&full));
 
     // A snapshot of another log (its head does not match, its state differs) is ignored.
     let mut foreign = snapshot.clone();
@@ -83,17 +89,17 @@ fn snapshot_plus_tail_equals_full_replay() {
     foreign["state"]["actors"] = serde_json::json!({});
     opened.store.put_meta(STATE_SNAPSHOT_META_KEY, &serde_json::to_vec(&foreign).unwrap()).unwrap();
     let (restored, _) = state_snapshot::restore(&opened.store).unwrap();
-    assert_eq!(state_json(&restored), state_json(&full));
+    assert_eq!(state_json(restored.state()), state_json(&full));
 
     // Undecodable bytes too.
     opened.store.put_meta(STATE_SNAPSHOT_META_KEY, b"not json").unwrap();
     let (restored, _) = state_snapshot::restore(&opened.store).unwrap();
-    assert_eq!(state_json(&restored), state_json(&full));
+    assert_eq!(state_json(restored.state()), state_json(&full));
 
     // A snapshot saved now is used as is (no tail) and gives the same state.
     state_snapshot::save(&opened.store, &full, 0).unwrap();
     let (restored, _) = state_snapshot::restore(&opened.store).unwrap();
-    assert_eq!(state_json(&restored), state_json(&full));
+    assert_eq!(state_json(restored.state()), state_json(&full));
     let size = opened.store.size();
     opened.store.put_meta(STATE_SNAPSHOT_META_KEY, b"stale").unwrap();
     drop(opened);

@@ -1,4 +1,4 @@
-//! Every error status of DESIGN.md section 8, each checked to be problem+json and to have
+//! Every error status of SPEC.md section 8, each checked to be problem+json and to have
 //! changed nothing: log size and root, and the projection it would have touched.
 
 mod common;

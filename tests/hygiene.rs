@@ -1,4 +1,4 @@
-//! Service hygiene (issue 7): slow clients get no lasting hold, the connection cap holds, a
+//! Service hygiene: slow clients get no lasting hold, the connection cap holds, a
 //! disk that refuses writes gives 503 and leaves the log intact and appendable, the data
 //! directory and key files are private, and secrets never reach logs or error bodies.
 

@@ -1,4 +1,4 @@
-//! "Why am I denied?": every denial reason of DESIGN.md section 4, each in a state that
+//! "Why am I denied?": every denial reason of SPEC.md section 4, each in a state that
 //! produces it, through the real server. `GET /v1/access/explain` must agree with
 //! `GET /v1/access/check` and point each step at the record (receipt seq) that proves it.
 

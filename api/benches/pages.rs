@@ -7,7 +7,7 @@
 //! and is folded with `projector::apply` (signatures are not made; `check` is given the
 //! signer's keyid as if it had verified).
 
-use api::pages::{self, LogFacts};
+use api::testing::{self as pages, LogFacts};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ledger::keys::SigningKey;
 use ledger::statement::{format_rfc3339_ms, Statement};

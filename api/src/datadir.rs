@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 
 use ledger::dsse::Envelope;
 use ledger::keys::{KeyError, SigningKey, VerifierKey};
+use ledger::limits::ACTOR_NAME_BYTES_MAX;
 use ledger::statement::{format_rfc3339_ms, is_valid_actor_name, Statement};
-use ledger::store::{AppendOutcome, Entry, Store, StoreError, RANGE_RECORDS_MAX};
-use projector::{Event, State};
+use ledger::store::{AppendOutcome, Entry, Store, StoreError};
 
-/// Name of the automation key (DESIGN.md section 2).
-pub const AUTOMATION_KEY_NAME: &str = "automation";
+use crate::fold::{self, Fold, ReplayError};
+
+/// Name of the automation key (SPEC.md section 2).
+pub(crate) const AUTOMATION_KEY_NAME: &str = "automation";
 /// Statement id of the genesis record.
-pub const GENESIS_ID: &str = "genesis";
+pub(crate) const GENESIS_ID: &str = "genesis";
 /// Origin `grantline serve` uses when it initialises a data dir on first run.
-pub const DEFAULT_ORIGIN: &str = "localhost/grantline";
-pub const DEFAULT_ADMIN: &str = "admin";
-pub const DEFAULT_DATA_DIR: &str = "grantline-data";
+pub(crate) const DEFAULT_ORIGIN: &str = "localhost/grantline";
+pub(crate) const DEFAULT_ADMIN: &str = "admin";
+pub(crate) const DEFAULT_DATA_DIR: &str = "grantline-data";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -24,15 +26,23 @@ pub enum DataDirError {
     AlreadyInitialised(String),
     #[error("{0} is not an initialised data directory (run `grantline init` first)")]
     NotInitialised(String),
-    #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: file exists; refusing to overwrite a key")]
+    KeyExists(String),
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
     #[error("invalid origin {0:?}: use a URL-like name without scheme, spaces or '+', e.g. ledger.example.org/ci")]
     InvalidOrigin(String),
-    #[error("invalid admin name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,63}}$")]
+    #[error("invalid admin name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,{max}}}$", max = ACTOR_NAME_BYTES_MAX - 1)]
     InvalidAdmin(String),
     #[error("genesis rejected: {0}")]
     Genesis(String),
@@ -40,8 +50,8 @@ pub enum DataDirError {
     Mismatch(String),
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> DataDirError {
-    DataDirError::Io { path: path.display().to_string(), reason: e.to_string() }
+fn io_err(path: &Path, source: std::io::Error) -> DataDirError {
+    DataDirError::Io { path: path.display().to_string(), source }
 }
 
 /// Paths inside a data directory.
@@ -88,7 +98,7 @@ pub struct InitReport {
 }
 
 /// A valid origin is a signed-note key name that looks like a URL without scheme.
-pub fn is_valid_origin(origin: &str) -> bool {
+pub(crate) fn is_valid_origin(origin: &str) -> bool {
     ledger::keys::is_valid_key_name(origin) && !origin.contains("://") && origin.len() <= 200
 }
 
@@ -105,7 +115,7 @@ pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> R
         return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
     }
     if admin_key_out.exists() {
-        return Err(io_err(admin_key_out, "file exists; refusing to overwrite a key"));
+        return Err(DataDirError::KeyExists(admin_key_out.display().to_string()));
     }
     create_private_dir(&dir.root)?;
 
@@ -127,13 +137,10 @@ pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> R
         }),
     };
     let env = Envelope::sign(statement.to_payload(), &[&admin_key]);
-    let mut state = State::new();
-    let signers: Vec<String> = crate::replay::verify_signers(&state, &env, &statement)
-        .map_err(|e| DataDirError::Genesis(e.to_string()))?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    projector::check(&state, &statement, &signers, now).map_err(|r| DataDirError::Genesis(r.to_string()))?;
+    let mut fold = Fold::new();
+    let signers =
+        fold::verify_signers(fold.state(), &env, &statement).map_err(|e| DataDirError::Genesis(e.to_string()))?;
+    fold.admit(&statement, &signers, now).map_err(|r| DataDirError::Genesis(r.to_string()))?;
 
     // Keys first: a crash before the genesis leaves a directory `open` refuses clearly.
     admin_key.write_file(admin_key_out).map_err(|e| io_err(admin_key_out, e))?;
@@ -145,14 +152,8 @@ pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> R
         return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
     }
     let entry = Entry { id: statement.id.clone(), envelope: env.canonical_json(), received_at_ms: now };
-    let outcomes = store.append(&[entry])?;
-    match outcomes.first() {
-        Some(AppendOutcome::Appended(rec)) => {
-            projector::apply(
-                &mut state,
-                &Event { seq: rec.seq, received_at_ms: rec.received_at_ms, statement: &statement, signers: &signers },
-            );
-        }
+    match store.append(&[entry])?.first() {
+        Some(AppendOutcome::Appended(rec)) if rec.seq == 0 => {}
         other => return Err(DataDirError::Genesis(format!("unexpected append outcome {other:?}"))),
     }
     Ok(InitReport {
@@ -184,7 +185,8 @@ fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
 /// An open data directory: the store, the server's keys and the state replayed from the log.
 pub struct Opened {
     pub store: Store,
-    pub state: State,
+    /// The fold of every record in the store.
+    pub fold: Fold,
     pub log_key: SigningKey,
     pub automation_key: SigningKey,
     /// Records that did not verify during replay (logged; `grantline verify` names them).
@@ -210,7 +212,8 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
     }
     // A saved projection snapshot plus the records after it, or a full replay.
     let restoring = std::time::Instant::now();
-    let (state, replay_warnings) = crate::state_snapshot::restore(&store)?;
+    let (fold, replay_warnings) = crate::state_snapshot::restore(&store)?;
+    let state = fold.state();
     tracing::info!("restored the projection in {} ms", restoring.elapsed().as_millis());
     if state.log_key() != Some(&log_key.verifier()) {
         return Err(DataDirError::Mismatch(format!(
@@ -224,30 +227,5 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
             dir.automation_key().display()
         )));
     }
-    Ok(Opened { store, state, log_key, automation_key, replay_warnings })
-}
-
-/// Rebuilds the state by folding every stored record in seq order.
-pub fn replay_store(store: &Store) -> Result<(State, u64), DataDirError> {
-    let size = store.size();
-    let mut state = State::new();
-    let mut warnings = 0u64;
-    let mut next = 0u64;
-    while next < size {
-        let page = store.range(next, RANGE_RECORDS_MAX)?;
-        if page.is_empty() {
-            return Err(DataDirError::Mismatch(format!("record {next} is missing from the store")));
-        }
-        for rec in &page {
-            if rec.seq != next {
-                return Err(DataDirError::Mismatch(format!("expected record {next}, found {}", rec.seq)));
-            }
-            if let Err(e) = crate::replay::apply_record(&mut state, rec) {
-                warnings += 1;
-                tracing::warn!("replay: {e}");
-            }
-            next += 1;
-        }
-    }
-    Ok((state, warnings))
+    Ok(Opened { store, fold, log_key, automation_key, replay_warnings })
 }

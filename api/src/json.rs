@@ -1,4 +1,4 @@
-//! The JSON shapes of DESIGN.md section 8 shared by the server and its clients. Every hash and
+//! The JSON shapes of SPEC.md section 8 shared by the server and its clients. Every hash and
 //! byte string is standard padded base64.
 
 use ledger::b64;
@@ -75,12 +75,49 @@ pub fn hashes_from_b64(hashes: &[String]) -> Option<Vec<Hash>> {
     hashes.iter().map(|h| b64::decode_hash(h)).collect()
 }
 
+/// Why a record and its JSON shape do not convert.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordJsonError {
+    /// The stored envelope does not parse (a corrupt store).
+    #[error("record {seq}: {source}")]
+    Envelope {
+        seq: u64,
+        #[source]
+        source: ledger::dsse::EnvelopeError,
+    },
+    /// The stored statement is not JSON (a corrupt store).
+    #[error("record {seq}: statement: {source}")]
+    Statement {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The served leaf is not base64.
+    #[error("record {seq}: bad base64 leaf")]
+    LeafBase64 {
+        seq: u64,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// The served leaf does not decode.
+    #[error("record {seq}: {source}")]
+    Leaf {
+        seq: u64,
+        #[source]
+        source: ledger::record::RecordError,
+    },
+    /// The served leaf names another seq or time than the record's fields.
+    #[error("record {0}: leaf does not match its fields")]
+    Mismatch(u64),
+}
+
 impl RecordJson {
     /// The served shape of a stored record. Fails only when the stored envelope is corrupt.
-    pub fn from_record(rec: &Record) -> Result<RecordJson, String> {
-        let env = Envelope::parse(rec.envelope()).map_err(|e| format!("record {}: {e}", rec.seq))?;
+    pub fn from_record(rec: &Record) -> Result<RecordJson, RecordJsonError> {
+        let seq = rec.seq;
+        let env = Envelope::parse(rec.envelope()).map_err(|source| RecordJsonError::Envelope { seq, source })?;
         let statement: serde_json::Value =
-            serde_json::from_slice(&env.payload).map_err(|e| format!("record {}: statement: {e}", rec.seq))?;
+            serde_json::from_slice(&env.payload).map_err(|source| RecordJsonError::Statement { seq, source })?;
         Ok(RecordJson {
             seq: rec.seq,
             received_at_ms: rec.received_at_ms,
@@ -94,11 +131,12 @@ impl RecordJson {
     }
 
     /// The record's leaf bytes, re-checked against its own fields.
-    pub fn to_record(&self) -> Result<Record, String> {
-        let leaf = b64::decode(&self.leaf).map_err(|_| format!("record {}: bad base64 leaf", self.seq))?;
-        let rec = Record::decode_vec(leaf).map_err(|e| format!("record {}: {e}", self.seq))?;
+    pub fn to_record(&self) -> Result<Record, RecordJsonError> {
+        let seq = self.seq;
+        let leaf = b64::decode(&self.leaf).map_err(|source| RecordJsonError::LeafBase64 { seq, source })?;
+        let rec = Record::decode_vec(leaf).map_err(|source| RecordJsonError::Leaf { seq, source })?;
         if rec.seq != self.seq || rec.received_at_ms != self.received_at_ms {
-            return Err(format!("record {}: leaf does not match its fields", self.seq));
+            return Err(RecordJsonError::Mismatch(seq));
         }
         Ok(rec)
     }

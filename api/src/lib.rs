@@ -1,24 +1,32 @@
-//! The grantline service and CLI: thin glue over `ledger` and `projector`.
+//! The grantline service and CLI: thin glue over `ledger` (stores and proves) and `projector`
+//! (decides and derives). This crate is internal: its only public surface is what the
+//! `grantline` binary needs ([`main`]), the wire shapes clients decode ([`json`]), and what the
+//! end-to-end tests and benchmarks reach inside ([`testing`]). Everything else is
+//! `pub(crate)`, and the `unreachable_pub` lint keeps it so.
 //!
-//! - [`server`]: the axum/tokio HTTP service (handlers, sequencer, snapshot, SSE, metrics).
-//! - [`cli`]: the `grantline` command line (operating, writing, reading, interop).
-//! - [`client`]: the blocking HTTP client the CLI (and later `verify`/`monitor`) use.
-//! - [`datadir`]: the data directory layout, `init` and the genesis record.
-//! - [`json`]: the wire shapes shared by server and clients (record, receipt, proofs).
-//! - [`problem`]: RFC 9457 problem details.
-//! - [`limits`]: every limit, as a named constant.
-//! - [`replay`]: folding records into the projector state (server startup, CLI).
+//! Modules, in the order data flows (ARCHITECTURE.md has the map):
+//! - `fold`: the one admission path (`check`, then `apply`) and the replay of a store.
+//! - `datadir`, `state_snapshot`: the data directory (`init`, `open`) and projection snapshots.
+//! - `server`: the HTTP service (routes, sequencer, published snapshot, SSE, metrics) and the
+//!   routes of the public pages, which `pages` renders.
+//! - `client`: the one HTTP client (retries, limits) of the CLI, `verify` and `monitor`.
+//! - `audit`: `verify`, `export`/`import`, receipts, `monitor`.
+//! - `cli`: the `grantline` commands, the load generator among them.
+//! - `json`, `problem`, `limits`: wire shapes, RFC 9457 problems, every limit of this crate.
 
-pub mod cli;
-pub mod client;
-pub mod datadir;
+mod audit;
+mod cli;
+mod client;
+mod datadir;
+mod fold;
 pub mod json;
-pub mod limits;
-pub mod loadgen;
-pub mod problem;
-pub mod replay;
-pub mod server;
-pub mod state_snapshot;
+mod limits;
+mod pages;
+mod problem;
+mod server;
+mod state_snapshot;
+
+pub use cli::main;
 
 /// The server clock in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -26,5 +34,15 @@ pub fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub mod audit;
-pub mod pages;
+/// What the end-to-end tests in `tests/` and the benchmarks use from inside the crate. Not an
+/// API: it changes with the code.
+pub mod testing {
+    pub use crate::audit::engine::{verify, VerifyJob};
+    pub use crate::audit::exit;
+    pub use crate::audit::source::DataDirSource;
+    pub use crate::audit::statefile::SignedCheckpoint;
+    pub use crate::datadir::{init, open, DataDir, Opened};
+    pub use crate::fold::{verify_signers, Fold};
+    pub use crate::pages::{index, project, requests, sponsor, LogFacts};
+    pub use crate::state_snapshot::{restore, save, STATE_SNAPSHOT_META_KEY};
+}

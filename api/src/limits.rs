@@ -1,57 +1,145 @@
-//! Every limit of the service and the CLI, as a named constant (units last).
+//! Every limit of this crate (the service, the CLI, the auditor, the pages and the load
+//! generator), as a named constant with its unit last. A limit derived from another is
+//! computed from it, never copied; messages format the constant. The ledger's and the
+//! projector's own limits are in their crates' `limits` modules.
 
 /// Largest request body accepted by `POST /v1/events` (413 above).
-pub const BODY_BYTES_MAX: usize = 64 * 1024;
+pub(crate) const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Verified envelopes waiting for the sequencer; a full queue answers 503.
-pub const SEQUENCER_QUEUE_DEPTH_MAX: usize = 4096;
+pub(crate) const SEQUENCER_QUEUE_DEPTH_MAX: usize = 4096;
 /// Environment variable that lowers the queue depth (tests flood a queue of 1).
-pub const QUEUE_DEPTH_ENV: &str = "GRANTLINE_QUEUE_DEPTH";
+pub(crate) const QUEUE_DEPTH_ENV: &str = "GRANTLINE_QUEUE_DEPTH";
 /// At most this many envelopes are appended with one durable flush.
-pub const SEQUENCER_BATCH_MAX: usize = 512;
+pub(crate) const SEQUENCER_BATCH_MAX: usize = 512;
 /// The automation (grant expiry) runs at least this often.
-pub const AUTOMATION_TICK_MS: u64 = 1000;
+pub(crate) const AUTOMATION_TICK_MS: u64 = 1000;
 /// Automation batches chained after one trigger (automation can cascade, but not forever).
-pub const AUTOMATION_ROUNDS_MAX: usize = 8;
+pub(crate) const AUTOMATION_ROUNDS_MAX: usize = 8;
 /// Whole-request deadline (until response headers; SSE bodies may stream longer).
-pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+pub(crate) const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Open connections; more are answered 503 and closed.
-pub const CONNECTIONS_MAX: usize = 2048;
+pub(crate) const CONNECTIONS_MAX: usize = 2048;
 /// Environment variable that lowers the connection cap (tests fill a small one).
-pub const CONNECTIONS_MAX_ENV: &str = "GRANTLINE_CONNECTIONS_MAX";
+pub(crate) const CONNECTIONS_MAX_ENV: &str = "GRANTLINE_CONNECTIONS_MAX";
 /// A request head (request line and headers) must arrive within this time, and an idle
 /// kept-alive connection is closed after it: a slowloris holds no slot for longer.
-pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Environment variable that lowers the header read timeout (tests use a short one).
-pub const HEADER_READ_TIMEOUT_ENV: &str = "GRANTLINE_HEADER_READ_TIMEOUT_MS";
+pub(crate) const HEADER_READ_TIMEOUT_ENV: &str = "GRANTLINE_HEADER_READ_TIMEOUT_MS";
 /// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
-pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+pub(crate) const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// Requests handled at once; more are shed with 503.
-pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
+pub(crate) const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 /// Concurrent SSE subscribers; more are refused with 503.
-pub const SSE_STREAMS_MAX: usize = 256;
+pub(crate) const SSE_STREAMS_MAX: usize = 256;
 /// Batches of new records buffered per SSE subscriber before it falls back to the store.
-pub const SSE_BROADCAST_BATCHES_MAX: usize = 1024;
+pub(crate) const SSE_BROADCAST_BATCHES_MAX: usize = 1024;
 /// SSE keep-alive comment interval.
-pub const SSE_KEEPALIVE_MS: u64 = 15_000;
+pub(crate) const SSE_KEEPALIVE_MS: u64 = 15_000;
 /// Records read from the store per SSE replay page.
-pub const SSE_REPLAY_PAGE_RECORDS: usize = 256;
-/// `limit` query parameter of `GET /v1/events`: default and maximum.
-pub const EVENTS_PAGE_RECORDS_DEFAULT: usize = 100;
-pub const EVENTS_PAGE_RECORDS_MAX: usize = 1000;
+pub(crate) const SSE_REPLAY_PAGE_RECORDS: usize = 256;
+/// `limit` query parameter of `GET /v1/events`: its default.
+pub(crate) const EVENTS_PAGE_RECORDS_DEFAULT: usize = 100;
+/// `limit` query parameter of `GET /v1/events`: its maximum. Clients ask for pages this size.
+pub(crate) const EVENTS_PAGE_RECORDS_MAX: usize = 1000;
 /// Seconds a client should wait after a 503.
-pub const RETRY_AFTER_S: u64 = 1;
+pub(crate) const RETRY_AFTER_S: u64 = 1;
 /// How long the server waits for in-flight requests on shutdown.
-pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
-/// CLI HTTP timeout.
-pub const CLIENT_TIMEOUT_MS: u64 = 30_000;
-/// Largest response the CLI reads as a page of events when rebuilding state.
-pub const CLIENT_PAGE_RECORDS: usize = 1000;
+pub(crate) const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Whole-request deadline of the client (CLI, auditor): as long as the server's own.
+pub(crate) const CLIENT_TIMEOUT_MS: u64 = REQUEST_TIMEOUT_MS;
+/// Attempts of a request the server answers 503 (overloaded).
+pub(crate) const CLIENT_ATTEMPTS_MAX: u32 = 5;
+/// Wait between attempts when the server sends no usable Retry-After.
+pub(crate) const CLIENT_RETRY_WAIT_MS: u64 = 500;
+/// A record's JSON at most: its leaf (at most `LEAF_BYTES_MAX`) appears three times over in
+/// base64 (leaf, envelope, statement), plus a few hashes.
+pub(crate) const RECORD_JSON_BYTES_MAX: u64 = 4 * ledger::record::LEAF_BYTES_MAX as u64;
+/// Largest response body the client reads: a full page of records.
+pub(crate) const CLIENT_RESPONSE_BYTES_MAX: u64 = EVENTS_PAGE_RECORDS_MAX as u64 * RECORD_JSON_BYTES_MAX;
 /// Largest input file (`--data @file`, YAML files) the CLI reads.
-pub const CLIENT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+pub(crate) const CLIENT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+// Projection snapshots.
+
+/// The sequencer saves a snapshot (in the background) each time the log grows by this many
+/// records, and once more on a clean shutdown.
+pub(crate) const STATE_SNAPSHOT_INTERVAL_RECORDS: u64 = 50_000;
+
+// The public pages.
+
+/// Projects (with their active grants) listed per resource on `/`; the rest are on the
+/// resource's own pages.
+pub(crate) const INDEX_PROJECTS_PER_RESOURCE_MAX: usize = 100;
+/// Projects per page on `/?resource=R&page=N`.
+pub(crate) const INDEX_PROJECTS_PAGE_MAX: usize = 500;
+/// Closed requests per page on `/requests?page=N` (pending requests are all shown).
+pub(crate) const REQUESTS_CLOSED_PAGE_MAX: usize = 100;
+/// Pending requests shown on `/requests`, oldest last; more are counted, not listed.
+pub(crate) const REQUESTS_PENDING_MAX: usize = 1000;
+/// History entries shown on a project page (newest kept).
+pub(crate) const PROJECT_HISTORY_MAX: usize = 1000;
+/// Rows of a sponsor's per-project breakdown (largest users first).
+pub(crate) const SPONSOR_PROJECTS_MAX: usize = 500;
+/// Days in a sponsor's daily usage chart (ending on the latest day with usage, or today).
+pub(crate) const CHART_DAYS: usize = 30;
+/// Records per page on `/events`.
+pub(crate) const EVENTS_PAGE_RECORDS: u64 = 50;
+/// Characters of an event's data summary on `/events`.
+pub(crate) const EVENT_SUMMARY_CHARS_MAX: usize = 160;
+/// Highest page number accepted in `?page=` (keeps the arithmetic trivially in range).
+pub(crate) const PAGE_NUMBER_MAX: usize = 1_000_000;
+
+// The auditor (`verify`, `export`, `prove`, `monitor`).
+
+/// Records per verification window: large enough to keep all cores busy, small enough to
+/// bound memory.
+pub(crate) const WINDOW_RECORDS: usize = 4096;
+/// Signatures per batch verification. A failing chunk is re-checked one by one, so the
+/// chunk size also bounds the cost of naming a bad signature.
+pub(crate) const SIGNATURE_CHUNK: usize = 512;
+/// Longest line of an export file: a record's JSON, with room to spare.
+pub(crate) const EXPORT_LINE_BYTES_MAX: usize = 2 * RECORD_JSON_BYTES_MAX as usize;
+/// Chain hashes of recent records `monitor` keeps to compare with records proven later.
+pub(crate) const RECENT_RECORDS_MAX: usize = 65_536;
+/// Records buffered between `monitor`'s stream reader and its checker.
+pub(crate) const STREAM_QUEUE_RECORDS_MAX: usize = 4096;
+/// Key files are tiny; anything larger is not a key.
+pub(crate) const KEY_FILE_BYTES_MAX: u64 = 4096;
+/// Checkpoint notes and state files are small (a note is at most `NOTE_BYTES_MAX`).
+pub(crate) const NOTE_FILE_BYTES_MAX: u64 = ledger::note::NOTE_BYTES_MAX as u64;
+/// A receipt holds one record's JSON, a proof and a checkpoint.
+pub(crate) const RECEIPT_FILE_BYTES_MAX: u64 = 4 << 20;
+/// Attempts to get a checkpoint that covers a record just appended (checkpoints are
+/// published right after each batch, so one more look is normally enough).
+pub(crate) const PROVE_ATTEMPTS_MAX: u32 = 20;
+/// Wait between those attempts.
+pub(crate) const PROVE_RETRY_MS: u64 = 100;
+
+// The load generator.
+
+/// Connections one run may open.
+pub(crate) const LOADGEN_CONNECTIONS_MAX: usize = 1024;
+/// Envelopes one run may pre-sign (they are held in memory).
+pub(crate) const LOADGEN_EVENTS_MAX: u64 = 10_000_000;
+/// Actors one run registers.
+pub(crate) const LOADGEN_ACTORS_MAX: usize = 1024;
+/// Longest read run.
+pub(crate) const LOADGEN_DURATION_S_MAX: u64 = 3600;
+/// Highest background append rate.
+pub(crate) const LOADGEN_APPEND_RATE_MAX: u64 = 100_000;
+/// Connections the background appender of the read modes uses.
+pub(crate) const LOADGEN_BACKGROUND_CONNECTIONS: usize = 32;
+/// Per-request timeout of the load generator's connections: the client's.
+pub(crate) const LOADGEN_REQUEST_TIMEOUT_MS: u64 = CLIENT_TIMEOUT_MS;
+/// Largest response head the measuring connection reads.
+pub(crate) const LOADGEN_RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Largest response body the measuring connection reads (receipts and proofs are a few KB).
+pub(crate) const LOADGEN_RESPONSE_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// `max`, or the positive value of the environment variable `name` if it is lower: tests
 /// shrink limits this way, nothing can raise them.
-pub fn lowered_by_env(name: &str, max: u64) -> u64 {
+pub(crate) fn lowered_by_env(name: &str, max: u64) -> u64 {
     match std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
         Some(v) if v > 0 => v.min(max),
         _ => max,

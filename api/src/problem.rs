@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use projector::{Rejection, RejectionKind};
 use serde::{Deserialize, Serialize};
 
-pub const CONTENT_TYPE: &str = "application/problem+json";
+pub(crate) const CONTENT_TYPE: &str = "application/problem+json";
 /// `type` is this prefix followed by the code: stable, one per code.
-pub const TYPE_PREFIX: &str = "urn:grantline:problem:";
+pub(crate) const TYPE_PREFIX: &str = "urn:grantline:problem:";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -64,8 +64,8 @@ impl Problem {
     }
 }
 
-/// RejectionKind → HTTP status (DESIGN.md section 8).
-pub fn rejection_status(kind: RejectionKind) -> StatusCode {
+/// RejectionKind → HTTP status (SPEC.md section 8).
+pub(crate) fn rejection_status(kind: RejectionKind) -> StatusCode {
     match kind {
         RejectionKind::Malformed => StatusCode::BAD_REQUEST,
         RejectionKind::Unauthenticated => StatusCode::UNAUTHORIZED,

@@ -10,19 +10,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ledger::b64;
-use ledger::store::{Store, RANGE_RECORDS_MAX};
+use ledger::store::{Store, StoreError};
 use projector::State;
 use serde::{Deserialize, Serialize};
 
-use crate::datadir::DataDirError;
+use crate::fold::{Fold, ReplayError};
+use crate::limits::STATE_SNAPSHOT_INTERVAL_RECORDS;
+
+/// Why a projection snapshot could not be saved (the log itself is unaffected).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The store could not be read or written.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The state's size names a record the store does not have.
+    #[error("record {0} is not in the store")]
+    Missing(u64),
+    /// The state did not serialise.
+    #[error("cannot encode the state: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 /// Store meta key of the projection snapshot.
 pub const STATE_SNAPSHOT_META_KEY: &str = "projection-snapshot";
 /// Bumped when [`State`]'s serialised form changes; an older snapshot is ignored.
-pub const STATE_SNAPSHOT_FORMAT: u32 = 1;
-/// The sequencer saves a snapshot (in the background) each time the log grows by this many
-/// records, and once more on a clean shutdown.
-pub const STATE_SNAPSHOT_INTERVAL_RECORDS: u64 = 50_000;
+pub(crate) const STATE_SNAPSHOT_FORMAT: u32 = 1;
 
 #[derive(Serialize)]
 struct StoredRef<'a> {
@@ -44,19 +56,16 @@ struct Stored {
 }
 
 /// Saves `state` (the fold of the first `state.size()` records of `store`). Durable on return.
-pub fn save(store: &Store, state: &State, replay_warnings: u64) -> Result<(), String> {
+pub fn save(store: &Store, state: &State, replay_warnings: u64) -> Result<(), SnapshotError> {
     let size = state.size();
     if size == 0 {
         return Ok(());
     }
-    let last = store
-        .get(size - 1)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("record {} is not in the store", size - 1))?;
+    let last = store.get(size - 1)?.ok_or(SnapshotError::Missing(size - 1))?;
     let stored =
         StoredRef { format: STATE_SNAPSHOT_FORMAT, size, head: b64::encode(last.chain_hash()), replay_warnings, state };
-    let bytes = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
-    store.put_meta(STATE_SNAPSHOT_META_KEY, &bytes).map_err(|e| e.to_string())
+    let bytes = serde_json::to_vec(&stored)?;
+    Ok(store.put_meta(STATE_SNAPSHOT_META_KEY, &bytes)?)
 }
 
 /// The saved snapshot, if there is one that belongs to this store's log.
@@ -91,93 +100,21 @@ fn load(store: &Store) -> Option<(State, u64)> {
     Some((stored.state, stored.replay_warnings))
 }
 
-/// The state of the whole log: the snapshot, if usable, plus the records after it; otherwise
-/// a full replay. Returns the state and the number of records that did not verify.
-pub fn restore(store: &Store) -> Result<(State, u64), DataDirError> {
+/// The fold of the whole log: the snapshot, if usable, plus the records after it; otherwise
+/// a full replay. Returns the fold and the number of records that did not verify.
+pub fn restore(store: &Store) -> Result<(Fold, u64), ReplayError> {
     let Some((state, warnings)) = load(store) else {
-        return replay_from(store, State::new());
+        return Fold::new().replay(store);
     };
     let from = state.size();
-    let (state, tail_warnings) = replay_from(store, state)?;
-    tracing::info!("restored the projection from its snapshot at {from} and {} later records", state.size() - from);
-    Ok((state, warnings + tail_warnings))
-}
-
-/// Folds records `state.size()..store.size()` into `state`.
-///
-/// Signatures are checked on all cores first, one page at a time, against the keys of the
-/// state at the page's start; the fold then reuses a signature's result only if the key the
-/// state names at that record is the very key that verified it, and otherwise (a key added or
-/// revoked within the page, a failure) folds the record the ordinary, sequential way. So the
-/// result is exactly that of [`crate::replay::apply_record`] on every record.
-pub fn replay_from(store: &Store, mut state: State) -> Result<(State, u64), DataDirError> {
-    let size = store.size();
-    let mut warnings = 0u64;
-    let mut next = state.size();
-    while next < size {
-        let page = store.range(next, RANGE_RECORDS_MAX)?;
-        if page.is_empty() {
-            return Err(DataDirError::Mismatch(format!("record {next} is missing from the store")));
-        }
-        let checked: Vec<Option<Checked>> = {
-            use rayon::prelude::*;
-            let at_start = &state;
-            page.par_iter().map(|rec| Checked::new(at_start, rec)).collect()
-        };
-        for (rec, checked) in page.iter().zip(checked) {
-            if rec.seq != next {
-                return Err(DataDirError::Mismatch(format!("expected record {next}, found {}", rec.seq)));
-            }
-            let reused = checked.filter(|c| {
-                c.signers
-                    .iter()
-                    .all(|(keyid, key)| crate::replay::signer_key(&state, keyid, &c.statement).as_ref() == Some(key))
-            });
-            match reused {
-                Some(c) => {
-                    let keyids: Vec<String> = c.signers.into_iter().map(|(k, _)| k).collect();
-                    projector::apply(
-                        &mut state,
-                        &projector::Event {
-                            seq: rec.seq,
-                            received_at_ms: rec.received_at_ms,
-                            statement: &c.statement,
-                            signers: &keyids,
-                        },
-                    );
-                }
-                None => {
-                    if let Err(e) = crate::replay::apply_record(&mut state, rec) {
-                        warnings += 1;
-                        tracing::warn!("replay: {e}");
-                    }
-                }
-            }
-            next += 1;
-        }
-    }
-    debug_assert_eq!(state.size(), size);
-    Ok((state, warnings))
-}
-
-/// A record whose every signature verified against the keys of an earlier state.
-struct Checked {
-    statement: ledger::statement::Statement,
-    signers: Vec<(String, ledger::keys::VerifierKey)>,
-}
-
-impl Checked {
-    fn new(state: &State, rec: &ledger::record::Record) -> Option<Checked> {
-        let env = ledger::dsse::Envelope::parse(rec.envelope()).ok()?;
-        let statement = ledger::statement::Statement::parse(&env.payload).ok()?;
-        let signers = crate::replay::verify_signers(state, &env, &statement).ok()?;
-        Some(Checked { statement, signers })
-    }
+    let (fold, tail_warnings) = Fold::from_state(state).replay(store)?;
+    tracing::info!("restored the projection from its snapshot at {from} and {} later records", fold.size() - from);
+    Ok((fold, warnings + tail_warnings))
 }
 
 /// Saves snapshots from the sequencer without stalling it: the state is cloned (O(1)) and
 /// serialised on a background thread; at most one save runs at a time.
-pub struct SnapshotWriter {
+pub(crate) struct SnapshotWriter {
     store: Store,
     replay_warnings: u64,
     saved_size: u64,
@@ -187,7 +124,7 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    pub fn new(store: Store, size: u64, replay_warnings: u64) -> SnapshotWriter {
+    pub(crate) fn new(store: Store, size: u64, replay_warnings: u64) -> SnapshotWriter {
         SnapshotWriter {
             store,
             replay_warnings,
@@ -198,7 +135,7 @@ impl SnapshotWriter {
     }
 
     /// Starts a background save if the log grew by an interval since the last one.
-    pub fn after_batch(&mut self, state: &State) {
+    pub(crate) fn after_batch(&mut self, state: &State) {
         if state.size() < self.saved_size.saturating_add(STATE_SNAPSHOT_INTERVAL_RECORDS) {
             return;
         }
@@ -222,7 +159,7 @@ impl SnapshotWriter {
     }
 
     /// Saves synchronously (clean shutdown), after any background save finished.
-    pub fn finish(&mut self, state: &State) {
+    pub(crate) fn finish(&mut self, state: &State) {
         while self.saving.load(Ordering::Acquire) {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

@@ -21,14 +21,14 @@ fn proofs_at_1m(c: &mut Criterion, group: &str, source: &dyn merkle::HashReader)
     c.bench_function(&format!("{group}/inclusion_proof_at_1m"), |b| {
         b.iter(|| {
             index = (index + 7919) % LEAVES;
-            merkle::prove_inclusion(LEAVES, index, source).unwrap()
+            merkle::prove_inclusion(index, LEAVES, source).unwrap()
         })
     });
     let mut old = 1u64;
     c.bench_function(&format!("{group}/consistency_proof_at_1m"), |b| {
         b.iter(|| {
             old = (old + 7919) % LEAVES + 1;
-            merkle::prove_consistency(LEAVES, old, source).unwrap()
+            merkle::prove_consistency(old, LEAVES, source).unwrap()
         })
     });
 }

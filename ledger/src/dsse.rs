@@ -3,44 +3,75 @@
 use crate::b64;
 use crate::keys::{SigningKey, VerifierKey};
 
+pub use crate::limits::ENVELOPE_BYTES_MAX;
+pub use crate::limits::ENVELOPE_SIGNATURES_MAX as SIGNATURES_MAX;
+
+/// The only `payloadType` grantline signs and accepts: the payload is a statement's JSON.
 pub const PAYLOAD_TYPE: &str = "application/vnd.grantline.event+json";
-/// An envelope carries 1 to 16 signatures.
-pub const SIGNATURES_MAX: usize = 16;
-/// Envelopes larger than a leaf can hold are rejected before parsing. The canonical form is
-/// never longer than the parsed text, so a parsed envelope always fits in a leaf.
-pub const ENVELOPE_BYTES_MAX: usize = crate::record::LEAF_BYTES_MAX - crate::record::LEAF_HEADER_BYTES;
 /// An Ed25519 signature is 64 bytes.
 pub const SIGNATURE_BYTES: usize = 64;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why envelope bytes are not an envelope grantline accepts.
+#[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("envelope is too large ({0} bytes)")]
+    /// Larger than [`ENVELOPE_BYTES_MAX`]: refused before parsing.
+    #[error("envelope is too large ({0} bytes, at most {ENVELOPE_BYTES_MAX})")]
     TooLarge(usize),
+    /// Not JSON, or not the envelope's shape (unknown fields included).
     #[error("envelope is not valid JSON: {0}")]
-    Json(String),
-    #[error("wrong payloadType {0:?}, expected application/vnd.grantline.event+json")]
+    Json(#[source] serde_json::Error),
+    /// A `payloadType` other than [`PAYLOAD_TYPE`].
+    #[error("wrong payloadType {0:?}, expected {PAYLOAD_TYPE}")]
     PayloadType(String),
+    /// The named field (`payload` or `sig`) is not standard padded base64.
     #[error("bad base64 in {0}")]
     Base64(&'static str),
+    /// An empty `signatures` array.
     #[error("envelope has no signatures")]
     NoSignatures,
-    #[error("envelope has {0} signatures, at most 16 are allowed")]
+    /// More than [`SIGNATURES_MAX`] signatures (the count).
+    #[error("envelope has {0} signatures, at most {SIGNATURES_MAX} are allowed")]
     TooManySignatures(usize),
-    #[error("signature {0} is not 64 bytes")]
+    /// The signature at this index is not [`SIGNATURE_BYTES`] long.
+    #[error("signature {0} is not {SIGNATURE_BYTES} bytes")]
     SignatureLength(usize),
 }
 
+/// `serde_json::Error` has no equality: two JSON errors are equal when they say the same.
+impl PartialEq for EnvelopeError {
+    fn eq(&self, other: &Self) -> bool {
+        use EnvelopeError::*;
+        match self {
+            TooLarge(a) => matches!(other, TooLarge(b) if a == b),
+            Json(a) => matches!(other, Json(b) if a.to_string() == b.to_string()),
+            PayloadType(a) => matches!(other, PayloadType(b) if a == b),
+            Base64(a) => matches!(other, Base64(b) if a == b),
+            NoSignatures => matches!(other, NoSignatures),
+            TooManySignatures(a) => matches!(other, TooManySignatures(b) if a == b),
+            SignatureLength(a) => matches!(other, SignatureLength(b) if a == b),
+        }
+    }
+}
+
+impl Eq for EnvelopeError {}
+
+/// One DSSE signature: who signed, and the Ed25519 signature over the envelope's PAE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
+    /// `<name>+<8 hex key id>`: the signed-note key that made the signature.
     pub keyid: String,
+    /// The raw signature bytes ([`SIGNATURE_BYTES`] once parsed), not base64.
     pub sig: Vec<u8>,
 }
 
+/// A DSSE envelope: a payload with its type and the signatures over both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// Always [`PAYLOAD_TYPE`] once parsed; signed as part of the PAE.
     pub payload_type: String,
     /// The raw payload bytes (the statement's UTF-8 JSON), not base64.
     pub payload: Vec<u8>,
+    /// 1 to [`SIGNATURES_MAX`] signatures once parsed, in envelope order.
     pub signatures: Vec<Signature>,
 }
 
@@ -120,12 +151,13 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 
 impl Envelope {
     /// Parses envelope JSON. Unknown top-level fields are rejected; payloadType must be
-    /// [`PAYLOAD_TYPE`]; there must be 1..=16 signatures of 64 bytes each.
+    /// [`PAYLOAD_TYPE`]; there must be 1 to [`SIGNATURES_MAX`] signatures of [`SIGNATURE_BYTES`]
+    /// bytes each.
     pub fn parse(json: &[u8]) -> Result<Envelope, EnvelopeError> {
         if json.len() > ENVELOPE_BYTES_MAX {
             return Err(EnvelopeError::TooLarge(json.len()));
         }
-        let wire: WireEnvelope = serde_json::from_slice(json).map_err(|e| EnvelopeError::Json(e.to_string()))?;
+        let wire: WireEnvelope = serde_json::from_slice(json).map_err(EnvelopeError::Json)?;
         if wire.payload_type != PAYLOAD_TYPE {
             return Err(EnvelopeError::PayloadType(wire.payload_type));
         }
@@ -154,12 +186,13 @@ impl Envelope {
         Envelope { payload_type: PAYLOAD_TYPE.to_string(), payload, signatures }
     }
 
+    /// The bytes the signatures are over: [`pae`] of this envelope's type and payload.
     pub fn pae(&self) -> Vec<u8> {
         pae(&self.payload_type, &self.payload)
     }
 
     /// Canonical JSON: keys in the order payloadType, payload, signatures; each signature as
-    /// keyid, sig; no whitespace (DESIGN.md section 5).
+    /// keyid, sig; no whitespace (SPEC.md section 5).
     pub fn canonical_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.payload.len() * 4 / 3 + self.signatures.len() * 160);
         out.extend_from_slice(b"{\"payloadType\":");
@@ -213,12 +246,25 @@ impl Envelope {
     }
 }
 
+/// Which signature of an envelope did not verify, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureFailure {
+    /// The keyid names no key that may sign here (unknown, revoked, or another actor's).
     #[error("signature {index} names unknown or inactive key {keyid:?}")]
-    UnknownKey { index: usize, keyid: String },
+    UnknownKey {
+        /// The signature's position in the envelope.
+        index: usize,
+        /// The keyid the signature names.
+        keyid: String,
+    },
+    /// The key is known, but the signature is not over this envelope's PAE.
     #[error("signature {index} by {keyid:?} does not verify")]
-    BadSignature { index: usize, keyid: String },
+    BadSignature {
+        /// The signature's position in the envelope.
+        index: usize,
+        /// The keyid the signature names.
+        keyid: String,
+    },
 }
 
 #[cfg(test)]
@@ -356,7 +402,10 @@ mod tests {
             sig(&good_sig)
         );
         assert!(matches!(Envelope::parse(unknown.as_bytes()), Err(EnvelopeError::Json(_))));
-        assert!(matches!(Envelope::parse(b"{"), Err(EnvelopeError::Json(_))));
+        let Err(err) = Envelope::parse(b"{") else { panic!("{{ parsed") };
+        // The JSON error is kept as the cause, not only as text.
+        let cause = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<serde_json::Error>());
+        assert!(cause.is_some_and(serde_json::Error::is_eof), "{err:?}");
         assert!(matches!(Envelope::parse(b"\xff"), Err(EnvelopeError::Json(_))));
         let big = vec![b' '; ENVELOPE_BYTES_MAX + 1];
         assert_eq!(Envelope::parse(&big), Err(EnvelopeError::TooLarge(ENVELOPE_BYTES_MAX + 1)));

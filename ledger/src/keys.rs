@@ -1,4 +1,4 @@
-//! Ed25519 keys in the C2SP signed-note text formats (DESIGN.md section 2).
+//! Ed25519 keys in the C2SP signed-note text formats (SPEC.md section 2).
 //!
 //! Verifier key: `<name>+<8 hex key id>+<base64(0x01 || public key)>`.
 //! Private key:  `PRIVATE+KEY+<name>+<8 hex key id>+<base64(0x01 || seed)>`.
@@ -12,24 +12,63 @@ use sha2::{Digest, Sha256};
 
 use crate::b64;
 
+pub use crate::limits::KEY_NAME_BYTES_MAX;
+
 /// The signed-note algorithm byte for Ed25519.
 pub const ALG_ED25519: u8 = 0x01;
-/// Key names longer than this are rejected (actor names are at most 64, origins a bit more).
-pub const KEY_NAME_BYTES_MAX: usize = 256;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a key, key text or key file is not usable.
+#[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key text does not have the signed-note shape.
     #[error("malformed key: {0}")]
     Malformed(&'static str),
-    #[error("invalid key name {0:?}: it must be non-empty, without spaces, '+' or control characters")]
+    /// The name breaks the signed-note key name rule ([`is_valid_key_name`]).
+    #[error(
+        "invalid key name {0:?}: it must be 1 to {KEY_NAME_BYTES_MAX} bytes, without spaces, '+' or control characters"
+    )]
     InvalidName(String),
+    /// The key id in the text is not the one the name and key hash to.
     #[error("key id mismatch: the text says {stated:08x}, the key hashes to {computed:08x}")]
-    IdMismatch { stated: u32, computed: u32 },
+    IdMismatch {
+        /// The id written in the key text.
+        stated: u32,
+        /// The id of the name and key ([`key_id`]).
+        computed: u32,
+    },
+    /// The algorithm byte is not [`ALG_ED25519`].
     #[error("unsupported key algorithm {0:#04x}")]
     Algorithm(u8),
-    #[error("cannot read key file {path}: {reason}")]
-    File { path: String, reason: String },
+    /// The key file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    File {
+        /// The file, as given.
+        path: String,
+        /// Why reading it failed.
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// `std::io::Error` has no equality: two read failures are equal when they have the same
+/// kind and message.
+impl PartialEq for KeyError {
+    fn eq(&self, other: &Self) -> bool {
+        use KeyError::*;
+        match self {
+            Malformed(a) => matches!(other, Malformed(b) if a == b),
+            InvalidName(a) => matches!(other, InvalidName(b) if a == b),
+            IdMismatch { stated, computed } => {
+                matches!(other, IdMismatch { stated: s, computed: c } if stated == s && computed == c)
+            }
+            Algorithm(a) => matches!(other, Algorithm(b) if a == b),
+            File { path, source } => matches!(other, File { path: p, source: s }
+                if path == p && source.kind() == s.kind() && source.to_string() == s.to_string()),
+        }
+    }
+}
+
+impl Eq for KeyError {}
 
 /// A name is valid for a signed-note key when it is non-empty and has no spaces, `+` or
 /// control characters (C2SP signed-note).
@@ -58,6 +97,7 @@ pub struct VerifierKey {
 }
 
 impl VerifierKey {
+    /// A verifier key named `name`; its key id is computed ([`key_id`]).
     pub fn new(name: &str, key: ed25519_dalek::VerifyingKey) -> Result<Self, KeyError> {
         if !is_valid_key_name(name) {
             return Err(KeyError::InvalidName(name.to_string()));
@@ -78,10 +118,12 @@ impl VerifierKey {
         Ok(vk)
     }
 
+    /// The signed-note key name (for actors, the actor's name).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The key id: the first 4 bytes of a hash of name and key ([`key_id`]).
     pub fn id(&self) -> u32 {
         self.id
     }
@@ -91,6 +133,7 @@ impl VerifierKey {
         format!("{}+{:08x}", self.name, self.id)
     }
 
+    /// The Ed25519 public key.
     pub fn verifying_key(&self) -> &ed25519_dalek::VerifyingKey {
         &self.key
     }
@@ -142,11 +185,13 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// A new random key named `name` (from the OS random number generator).
     pub fn generate(name: &str) -> Result<Self, KeyError> {
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         Self::from_dalek(name, key)
     }
 
+    /// The key with this 32-byte Ed25519 seed (deterministic: for tests and key files).
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
         Self::from_dalek(name, ed25519_dalek::SigningKey::from_bytes(&seed))
     }
@@ -179,22 +224,27 @@ impl SigningKey {
         format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, b64::encode(raw))
     }
 
+    /// The signed-note key name (for actors, the actor's name).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The key id: the first 4 bytes of a hash of name and public key ([`key_id`]).
     pub fn id(&self) -> u32 {
         self.id
     }
 
+    /// The DSSE `keyid`: `<name>+<hex id>`.
     pub fn keyid(&self) -> String {
         format!("{}+{:08x}", self.name, self.id)
     }
 
+    /// The public half, with the same name and id.
     pub fn verifier(&self) -> VerifierKey {
         VerifierKey { name: self.name.clone(), id: self.id, key: self.key.verifying_key() }
     }
 
+    /// The Ed25519 signature over `msg`.
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.key.sign(msg).to_bytes()
     }
@@ -215,9 +265,10 @@ impl SigningKey {
         f.sync_all()
     }
 
+    /// Reads a key file in the private text form (as [`SigningKey::write_file`] writes it).
     pub fn read_file(path: &Path) -> Result<Self, KeyError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| KeyError::File { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|source| KeyError::File { path: path.display().to_string(), source })?;
         SigningKey::parse(&text)
     }
 }

@@ -2,13 +2,18 @@
 //!
 //! Data flows one way: a client signs a [`dsse::Envelope`] around a [`statement::Statement`];
 //! the [`store::Store`] wraps accepted envelopes in [`record::Record`]s (the leaf bytes of
-//! DESIGN.md section 5), links them into the BLAKE3 chain, commits them into the RFC 6962
+//! SPEC.md section 5), links them into the BLAKE3 chain, commits them into the RFC 6962
 //! [`merkle`] tree and makes them durable with one flush per batch. [`checkpoint`]s over the
-//! tree are C2SP signed [`note`]s made with [`keys`].
+//! tree are C2SP signed [`note`]s made with [`keys`]. Every bound on input (sizes, counts,
+//! depths) is in [`limits`].
+
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod checkpoint;
 pub mod dsse;
 pub mod keys;
+pub mod limits;
 pub mod merkle;
 pub mod note;
 pub mod record;
@@ -23,10 +28,12 @@ pub mod b64 {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
 
+    /// Standard padded base64 of `bytes`.
     pub fn encode(bytes: impl AsRef<[u8]>) -> String {
         STANDARD.encode(bytes)
     }
 
+    /// Decodes standard padded base64 (unpadded or URL-safe text is an error).
     pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
         STANDARD.decode(text)
     }

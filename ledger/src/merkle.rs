@@ -4,38 +4,73 @@
 //! the complete subtree at (level, n) is stored at `stored_hash_index(level, n)`, about two
 //! hashes per leaf, so roots and proofs for any size read O(log n) stored hashes and never
 //! re-hash the log.
+//!
+//! # Argument order
+//!
+//! One convention for every function here and in [`crate::store`]: the smaller, earlier
+//! number comes first. Inclusion takes `(index, size)` (the leaf, then the tree it is proven
+//! in), consistency takes `(old_size, new_size)`; these are the JSON shapes `{index,
+//! tree_size}` and `{from, to}`. The helpers that walk a leaf range `[lo, hi)` take
+//! `(lo, index, hi)` and `(lo, old_size, hi)`, again in increasing order. Go's tlog puts the
+//! larger tree size first (`ProveRecord(t, n, r)`, `ProveTree(t, n, r)`); this module does not.
 
 use sha2::{Digest, Sha256};
 
+pub use crate::limits::TREE_SIZE_MAX;
 use crate::Hash;
 
+/// Why a root or proof could not be computed from the stored hashes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MerkleError {
+    /// The leaf is not in the tree: `index >= size`.
     #[error("index {index} is out of range for tree size {size}")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The leaf asked for.
+        index: u64,
+        /// The tree it was asked in.
+        size: u64,
+    },
+    /// The sizes asked for are impossible: larger than the tree, larger than
+    /// [`TREE_SIZE_MAX`], or an old size above the new one.
     #[error("invalid sizes: {0}")]
     InvalidSizes(&'static str),
+    /// A hash the tree of this size must have is not stored.
     #[error("stored hash {0} is missing")]
     MissingHash(u64),
+    /// The hash storage answered something impossible (a wrong count or length).
     #[error("hash storage failed: {0}")]
     Storage(String),
+    /// The hash storage (sled) could not be read.
+    #[error("hash storage failed: {0}")]
+    Io(#[source] sled::Error),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a proof does not verify.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum ProofError {
+    /// The leaf cannot be in the tree: `index >= size`.
     #[error("index {index} is out of range for tree size {size}")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The leaf the proof is for.
+        index: u64,
+        /// The tree the proof is for.
+        size: u64,
+    },
+    /// The old tree is larger than the new one.
     #[error("invalid sizes: old {old} > new {new}")]
-    InvalidSizes { old: u64, new: u64 },
+    InvalidSizes {
+        /// The size of the older tree.
+        old: u64,
+        /// The size of the newer tree.
+        new: u64,
+    },
+    /// The proof has more or fewer hashes than the sizes call for.
     #[error("proof has the wrong length")]
     WrongLength,
+    /// The proof does not lead to the root (or roots) given.
     #[error("proof does not match the root")]
     RootMismatch,
 }
-
-/// Trees larger than this are refused by the proving functions, so index arithmetic never
-/// overflows (a stored hash index is below twice the size).
-pub const TREE_SIZE_MAX: u64 = 1 << 62;
 
 /// SHA-256(0x00 || leaf).
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
@@ -108,6 +143,8 @@ pub fn stored_hash_count(n: u64) -> u64 {
 
 /// Reads stored hashes by index.
 pub trait HashReader {
+    /// The hashes stored at `indexes` ([`stored_hash_index`] order), one per index, in the
+    /// order asked.
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError>;
 }
 
@@ -157,24 +194,24 @@ pub fn tree_hash(size: u64, r: &dyn HashReader) -> Result<Hash, MerkleError> {
 }
 
 /// RFC 9162 inclusion proof (audit path) of leaf `index` in the tree of `size` leaves.
-pub fn prove_inclusion(size: u64, index: u64, r: &dyn HashReader) -> Result<Vec<Hash>, MerkleError> {
+pub fn prove_inclusion(index: u64, size: u64, r: &dyn HashReader) -> Result<Vec<Hash>, MerkleError> {
     check_tree_size(size)?;
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
     let mut indexes = Vec::with_capacity(128);
-    leaf_proof_index(0, size, index, &mut indexes);
+    leaf_proof_index(0, index, size, &mut indexes);
     let hashes = read_exact(r, &indexes)?;
     let mut rest = hashes.as_slice();
     let mut proof = Vec::with_capacity(64);
-    leaf_proof(0, size, index, &mut rest, &mut proof);
+    leaf_proof(0, index, size, &mut rest, &mut proof);
     debug_assert!(rest.is_empty());
     Ok(proof)
 }
 
 /// RFC 9162 consistency proof from `old_size` to `new_size`. Equal sizes and `old_size` 0
 /// have an empty proof.
-pub fn prove_consistency(new_size: u64, old_size: u64, r: &dyn HashReader) -> Result<Vec<Hash>, MerkleError> {
+pub fn prove_consistency(old_size: u64, new_size: u64, r: &dyn HashReader) -> Result<Vec<Hash>, MerkleError> {
     check_tree_size(new_size)?;
     if old_size > new_size {
         return Err(MerkleError::InvalidSizes("old size is larger than new size"));
@@ -183,11 +220,11 @@ pub fn prove_consistency(new_size: u64, old_size: u64, r: &dyn HashReader) -> Re
         return Ok(Vec::new());
     }
     let mut indexes = Vec::with_capacity(128);
-    tree_proof_index(0, new_size, old_size, &mut indexes);
+    tree_proof_index(0, old_size, new_size, &mut indexes);
     let hashes = read_exact(r, &indexes)?;
     let mut rest = hashes.as_slice();
     let mut proof = Vec::with_capacity(64);
-    tree_proof(0, new_size, old_size, &mut rest, &mut proof);
+    tree_proof(0, old_size, new_size, &mut rest, &mut proof);
     debug_assert!(rest.is_empty());
     Ok(proof)
 }
@@ -234,59 +271,68 @@ fn sub_tree_hash(mut lo: u64, hi: u64, hashes: &mut &[Hash]) -> Hash {
     h
 }
 
-fn leaf_proof_index(lo: u64, hi: u64, n: u64, need: &mut Vec<u64>) {
-    debug_assert!(lo <= n && n < hi);
+/// Indexes of the stored hashes the inclusion proof of leaf `index` within leaves [lo, hi)
+/// reads (tlog.leafProofIndex, which takes (lo, hi, n)).
+fn leaf_proof_index(lo: u64, index: u64, hi: u64, need: &mut Vec<u64>) {
+    debug_assert!(lo <= index && index < hi);
     if lo + 1 == hi {
         return;
     }
     let (k, _) = maxpow2(hi - lo);
-    if n < lo + k {
-        leaf_proof_index(lo, lo + k, n, need);
+    if index < lo + k {
+        leaf_proof_index(lo, index, lo + k, need);
         sub_tree_index(lo + k, hi, need);
     } else {
         sub_tree_index(lo, lo + k, need);
-        leaf_proof_index(lo + k, hi, n, need);
+        leaf_proof_index(lo + k, index, hi, need);
     }
 }
 
-fn leaf_proof(lo: u64, hi: u64, n: u64, hashes: &mut &[Hash], proof: &mut Vec<Hash>) {
-    debug_assert!(lo <= n && n < hi);
+/// The inclusion proof of leaf `index` within leaves [lo, hi), from the hashes read for
+/// `leaf_proof_index(lo, index, hi)` (tlog.leafProof, which takes (lo, hi, n)).
+fn leaf_proof(lo: u64, index: u64, hi: u64, hashes: &mut &[Hash], proof: &mut Vec<Hash>) {
+    debug_assert!(lo <= index && index < hi);
     if lo + 1 == hi {
         return;
     }
     let (k, _) = maxpow2(hi - lo);
-    let sibling = if n < lo + k {
-        leaf_proof(lo, lo + k, n, hashes, proof);
+    let sibling = if index < lo + k {
+        leaf_proof(lo, index, lo + k, hashes, proof);
         sub_tree_hash(lo + k, hi, hashes)
     } else {
         let th = sub_tree_hash(lo, lo + k, hashes);
-        leaf_proof(lo + k, hi, n, hashes, proof);
+        leaf_proof(lo + k, index, hi, hashes, proof);
         th
     };
     proof.push(sibling);
 }
 
-fn tree_proof_index(lo: u64, hi: u64, n: u64, need: &mut Vec<u64>) {
-    debug_assert!(lo < n && n <= hi);
-    if n == hi {
+/// Indexes of the stored hashes the consistency proof from the first `old_size` leaves to
+/// leaves [lo, hi) reads (tlog.treeProofIndex, which takes (lo, hi, n)).
+fn tree_proof_index(lo: u64, old_size: u64, hi: u64, need: &mut Vec<u64>) {
+    debug_assert!(lo < old_size && old_size <= hi);
+    if old_size == hi {
         if lo != 0 {
             sub_tree_index(lo, hi, need);
         }
         return;
     }
     let (k, _) = maxpow2(hi - lo);
-    if n <= lo + k {
-        tree_proof_index(lo, lo + k, n, need);
+    if old_size <= lo + k {
+        tree_proof_index(lo, old_size, lo + k, need);
         sub_tree_index(lo + k, hi, need);
     } else {
         sub_tree_index(lo, lo + k, need);
-        tree_proof_index(lo + k, hi, n, need);
+        tree_proof_index(lo + k, old_size, hi, need);
     }
 }
 
-fn tree_proof(lo: u64, hi: u64, n: u64, hashes: &mut &[Hash], proof: &mut Vec<Hash>) {
-    debug_assert!(lo < n && n <= hi);
-    if n == hi {
+/// The consistency proof from the first `old_size` leaves to leaves [lo, hi), from the
+/// hashes read for `tree_proof_index(lo, old_size, hi)` (tlog.treeProof, which takes
+/// (lo, hi, n)).
+fn tree_proof(lo: u64, old_size: u64, hi: u64, hashes: &mut &[Hash], proof: &mut Vec<Hash>) {
+    debug_assert!(lo < old_size && old_size <= hi);
+    if old_size == hi {
         // Common ground: the verifier knows the old tree's hash when lo == 0.
         if lo != 0 {
             proof.push(sub_tree_hash(lo, hi, hashes));
@@ -294,12 +340,12 @@ fn tree_proof(lo: u64, hi: u64, n: u64, hashes: &mut &[Hash], proof: &mut Vec<Ha
         return;
     }
     let (k, _) = maxpow2(hi - lo);
-    let th = if n <= lo + k {
-        tree_proof(lo, lo + k, n, hashes, proof);
+    let th = if old_size <= lo + k {
+        tree_proof(lo, old_size, lo + k, hashes, proof);
         sub_tree_hash(lo + k, hi, hashes)
     } else {
         let th = sub_tree_hash(lo, lo + k, hashes);
-        tree_proof(lo + k, hi, n, hashes, proof);
+        tree_proof(lo + k, old_size, hi, hashes, proof);
         th
     };
     proof.push(th);
@@ -419,10 +465,12 @@ pub struct MemoryTree {
 }
 
 impl MemoryTree {
+    /// The empty tree.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The number of leaves.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -437,6 +485,7 @@ impl MemoryTree {
         debug_assert_eq!(self.hashes.len() as u64, stored_hash_count(self.size));
     }
 
+    /// The root of all leaves pushed so far.
     pub fn root(&self) -> Hash {
         tree_hash(self.size, self).expect("MemoryTree holds every stored hash") // ok: own invariant
     }
@@ -454,7 +503,7 @@ impl MemoryTree {
         if size > self.size {
             return Err(MerkleError::InvalidSizes("size is larger than the tree"));
         }
-        prove_inclusion(size, index, self)
+        prove_inclusion(index, size, self)
     }
 
     /// Consistency proof between the first `old_size` and `new_size` leaves.
@@ -462,7 +511,7 @@ impl MemoryTree {
         if new_size > self.size {
             return Err(MerkleError::InvalidSizes("size is larger than the tree"));
         }
-        prove_consistency(new_size, old_size, self)
+        prove_consistency(old_size, new_size, self)
     }
 
     /// The stored hashes, in `stored_hash_index` order.
@@ -556,15 +605,15 @@ pub(crate) mod tests {
         let root = tree.root();
         assert_eq!(prove_inclusion(5, 5, &tree), Err(MerkleError::IndexOutOfRange { index: 5, size: 5 }));
         assert_eq!(prove_inclusion(0, 0, &tree), Err(MerkleError::IndexOutOfRange { index: 0, size: 0 }));
-        assert!(matches!(prove_consistency(3, 4, &tree), Err(MerkleError::InvalidSizes(_))));
+        assert!(matches!(prove_consistency(4, 3, &tree), Err(MerkleError::InvalidSizes(_))));
         assert_eq!(prove_consistency(5, 5, &tree).unwrap(), Vec::<Hash>::new());
-        assert_eq!(prove_consistency(5, 0, &tree).unwrap(), Vec::<Hash>::new());
+        assert_eq!(prove_consistency(0, 5, &tree).unwrap(), Vec::<Hash>::new());
         // Reading beyond what is stored is an error, not a panic.
         assert!(matches!(tree_hash(6, &tree), Err(MerkleError::MissingHash(_))));
         assert!(matches!(tree.inclusion_proof(0, 6), Err(MerkleError::InvalidSizes(_))));
 
         let leaf = leaf_hash(&[0]);
-        let proof = prove_inclusion(5, 0, &tree).unwrap();
+        let proof = prove_inclusion(0, 5, &tree).unwrap();
         assert_eq!(verify_inclusion(0, 5, &leaf, &proof, &root), Ok(()));
         assert_eq!(
             verify_inclusion(5, 5, &leaf, &proof, &root),
@@ -580,7 +629,7 @@ pub(crate) mod tests {
         assert_eq!(verify_inclusion(0, 1, &leaf, &[], &leaf), Ok(()));
 
         let old = tree.root_at(3).unwrap();
-        let proof = prove_consistency(5, 3, &tree).unwrap();
+        let proof = prove_consistency(3, 5, &tree).unwrap();
         assert_eq!(verify_consistency(3, 5, &old, &root, &proof), Ok(()));
         assert_eq!(verify_consistency(5, 3, &root, &old, &proof), Err(ProofError::InvalidSizes { old: 5, new: 3 }));
         assert_eq!(verify_consistency(3, 5, &old, &root, &proof[1..]), Err(ProofError::WrongLength));
@@ -604,12 +653,12 @@ pub(crate) mod tests {
         assert_eq!(verify_consistency(1, u64::MAX, &h, &h, &[]), Err(ProofError::WrongLength));
         assert_eq!(verify_consistency(u64::MAX - 1, u64::MAX, &h, &h, &[h; 3]), Err(ProofError::WrongLength));
         let tree = MemoryTree::new();
-        assert!(matches!(prove_inclusion(u64::MAX, u64::MAX - 1, &tree), Err(MerkleError::InvalidSizes(_))));
-        assert!(matches!(prove_consistency(u64::MAX, u64::MAX - 1, &tree), Err(MerkleError::InvalidSizes(_))));
+        assert!(matches!(prove_inclusion(u64::MAX - 1, u64::MAX, &tree), Err(MerkleError::InvalidSizes(_))));
+        assert!(matches!(prove_consistency(u64::MAX - 1, u64::MAX, &tree), Err(MerkleError::InvalidSizes(_))));
         assert!(matches!(tree_hash(u64::MAX, &tree), Err(MerkleError::InvalidSizes(_))));
         let max = TREE_SIZE_MAX;
-        assert!(matches!(prove_inclusion(max, max - 1, &tree), Err(MerkleError::MissingHash(_))));
-        assert!(matches!(prove_consistency(max, max - 1, &tree), Err(MerkleError::MissingHash(_))));
+        assert!(matches!(prove_inclusion(max - 1, max, &tree), Err(MerkleError::MissingHash(_))));
+        assert!(matches!(prove_consistency(max - 1, max, &tree), Err(MerkleError::MissingHash(_))));
         assert!(matches!(tree_hash(max, &tree), Err(MerkleError::MissingHash(_))));
         assert!(matches!(stored_hashes_for_leaf(max - 1, h, &tree), Err(MerkleError::MissingHash(_))));
         assert_eq!(stored_hash_index(70, u64::MAX), u64::MAX);

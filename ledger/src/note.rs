@@ -3,21 +3,24 @@
 use crate::b64;
 use crate::keys::{is_valid_key_name, SigningKey, VerifierKey};
 
-/// Notes larger than this are rejected before parsing.
-pub const NOTE_BYTES_MAX: usize = 1 << 20;
-/// At most this many signature lines are read.
-pub const NOTE_SIGNATURES_MAX: usize = 100;
+pub use crate::limits::{NOTE_BYTES_MAX, NOTE_SIGNATURES_MAX, NOTE_TEXT_BYTES_MAX};
 
+/// Why bytes are not a signed note, or not one signed by a known key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NoteError {
+    /// Notes are UTF-8 text.
     #[error("note is not valid UTF-8")]
     NotUtf8,
+    /// The text does not have the signed-note shape (what is wrong).
     #[error("malformed note: {0}")]
     Malformed(&'static str),
-    #[error("note is too large")]
+    /// Larger than [`NOTE_BYTES_MAX`] (or, to sign, more text than [`NOTE_TEXT_BYTES_MAX`]).
+    #[error("note is too large (at most {NOTE_BYTES_MAX} bytes, {NOTE_TEXT_BYTES_MAX} of text to sign)")]
     TooLarge,
+    /// No signature line is by one of the keys given.
     #[error("note has no signature by a known key")]
     UnverifiedNote,
+    /// A known key's signature line does not verify (its keyid).
     #[error("invalid signature by key {0}")]
     InvalidSignature(String),
 }
@@ -25,7 +28,9 @@ pub enum NoteError {
 /// One signature line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteSignature {
+    /// The name of the key that signed.
     pub name: String,
+    /// The id of the key that signed: with the name, it picks the key.
     pub id: u32,
     /// The Ed25519 signature (without the 4-byte key id prefix).
     pub sig: Vec<u8>,
@@ -34,7 +39,9 @@ pub struct NoteSignature {
 /// A parsed note: its text (ending in `\n`) and its signature lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
+    /// The signed text, ending in `\n`.
     pub text: String,
+    /// The signature lines (after [`open`], only the verified ones).
     pub signatures: Vec<NoteSignature>,
 }
 
@@ -55,7 +62,7 @@ pub fn sign(text: &str, key: &SigningKey) -> Result<String, NoteError> {
         return Err(NoteError::Malformed("text must end in a newline"));
     }
     check_text_chars(text)?;
-    if text.len() > NOTE_BYTES_MAX / 2 {
+    if text.len() > NOTE_TEXT_BYTES_MAX {
         return Err(NoteError::TooLarge);
     }
     let mut raw = Vec::with_capacity(4 + 64);
@@ -129,7 +136,7 @@ pub fn open(msg: &[u8], known: &[VerifierKey]) -> Result<Note, NoteError> {
 mod tests {
     use super::*;
 
-    // The example of c2sp.org/signed-note (also DESIGN.md section 2).
+    // The example of c2sp.org/signed-note (also SPEC.md section 2).
     const SPEC_KEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
     const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
 

@@ -1,4 +1,4 @@
-//! Records: the leaf bytes of DESIGN.md section 5, and their BLAKE3 chain hash and RFC 6962
+//! Records: the leaf bytes of SPEC.md section 5, and their BLAKE3 chain hash and RFC 6962
 //! leaf hash.
 //!
 //! ```text
@@ -7,29 +7,43 @@
 
 use crate::Hash;
 
+pub use crate::limits::LEAF_BYTES_MAX;
+
+/// The leaf format version byte; another value is refused, so the format can change later.
 pub const LEAF_VERSION: u8 = 0x01;
-/// A leaf is at most 65,535 bytes.
-pub const LEAF_BYTES_MAX: usize = 65_535;
 /// version + seq + prev + received_at_ms + len.
 pub const LEAF_HEADER_BYTES: usize = 1 + 8 + 32 + 8 + 4;
 
+/// Why bytes are not a leaf this ledger writes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
+    /// Shorter than the header (the length).
     #[error("leaf is truncated ({0} bytes)")]
     Truncated(usize),
-    #[error("leaf is too large ({0} bytes, at most 65535)")]
+    /// Longer than [`LEAF_BYTES_MAX`] (the length).
+    #[error("leaf is too large ({0} bytes, at most {LEAF_BYTES_MAX})")]
     TooLarge(usize),
+    /// A version byte other than [`LEAF_VERSION`].
     #[error("unknown leaf format version {0}")]
     Version(u8),
+    /// The length field disagrees with the bytes that follow the header.
     #[error("leaf length field says {stated} envelope bytes, {actual} follow")]
-    Length { stated: usize, actual: usize },
+    Length {
+        /// The envelope length the header states.
+        stated: usize,
+        /// The envelope bytes there are.
+        actual: usize,
+    },
 }
 
 /// One record of the log. The leaf bytes are kept, so hashing never re-encodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The record's position in the log, from 0.
     pub seq: u64,
+    /// The chain hash of the record before (32 zero bytes for seq 0).
     pub prev: Hash,
+    /// The server clock when the envelope was accepted (Unix milliseconds).
     pub received_at_ms: i64,
     leaf: Vec<u8>,
 }
@@ -66,6 +80,7 @@ impl Record {
         Ok(Record { seq, prev, received_at_ms, leaf })
     }
 
+    /// The leaf bytes: what the chain hash and the Merkle leaf hash are over.
     pub fn leaf(&self) -> &[u8] {
         &self.leaf
     }

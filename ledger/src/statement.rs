@@ -1,4 +1,4 @@
-//! The JSON statement inside a DSSE envelope (DESIGN.md section 3).
+//! The JSON statement inside a DSSE envelope (SPEC.md section 3).
 //!
 //! The ledger decodes only the common fields; `data` stays a JSON object that the projector
 //! interprets per event type.
@@ -7,40 +7,69 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Statement ids are 1-128 chars of `[A-Za-z0-9._:-]`.
-pub const STATEMENT_ID_BYTES_MAX: usize = 128;
-/// Actor names match `^[a-z0-9][a-z0-9._-]{0,63}$`.
-pub const ACTOR_NAME_BYTES_MAX: usize = 64;
-/// JSON nesting deeper than this is rejected before parsing (hostile input).
-pub const JSON_DEPTH_MAX: usize = 32;
+pub use crate::limits::{ACTOR_NAME_BYTES_MAX, JSON_DEPTH_MAX, STATEMENT_ID_BYTES_MAX};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a payload is not a valid statement.
+#[derive(Debug, thiserror::Error)]
 pub enum StatementError {
+    /// The payload bytes are not UTF-8.
     #[error("statement is not valid UTF-8")]
     NotUtf8,
+    /// Nested deeper than [`JSON_DEPTH_MAX`]: refused before parsing.
     #[error("statement JSON nests deeper than {JSON_DEPTH_MAX} levels")]
     TooDeep,
+    /// Not JSON, or not the statement's shape (missing or unknown fields, wrong types).
     #[error("statement is not valid: {0}")]
-    Json(String),
-    #[error("invalid statement id {0:?}: 1-128 characters of [A-Za-z0-9._:-]")]
+    Json(#[source] serde_json::Error),
+    /// The `id` breaks the statement-id rule.
+    #[error("invalid statement id {0:?}: 1-{STATEMENT_ID_BYTES_MAX} characters of [A-Za-z0-9._:-]")]
     InvalidId(String),
-    #[error("invalid actor name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,63}}$")]
+    /// The `actor` is not a valid actor name.
+    #[error("invalid actor name {0:?}: must match ^[a-z0-9][a-z0-9._-]{{0,{max}}}$", max = ACTOR_NAME_BYTES_MAX - 1)]
     InvalidActor(String),
+    /// `issued_at` is not an RFC 3339 UTC timestamp.
     #[error("invalid issued_at {0:?}: must be an RFC 3339 UTC timestamp")]
     InvalidTime(String),
+    /// `data` is not a JSON object.
     #[error("data must be a JSON object")]
     DataNotObject,
 }
 
+/// `serde_json::Error` has no equality: two JSON errors are equal when they say the same.
+impl PartialEq for StatementError {
+    fn eq(&self, other: &Self) -> bool {
+        use StatementError::*;
+        match self {
+            NotUtf8 => matches!(other, NotUtf8),
+            TooDeep => matches!(other, TooDeep),
+            Json(a) => matches!(other, Json(b) if a.to_string() == b.to_string()),
+            InvalidId(a) => matches!(other, InvalidId(b) if a == b),
+            InvalidActor(a) => matches!(other, InvalidActor(b) if a == b),
+            InvalidTime(a) => matches!(other, InvalidTime(b) if a == b),
+            DataNotObject => matches!(other, DataNotObject),
+        }
+    }
+}
+
+impl Eq for StatementError {}
+
+/// The signed JSON statement: the common fields the ledger checks, and `data` that the
+/// projector interprets per event type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
+    /// The origin of the log the statement is meant for, so it cannot be replayed into another.
     pub ledger: String,
+    /// The statement id: the idempotency key ([`is_valid_statement_id`]).
     pub id: String,
+    /// Who makes the statement; one of the signatures must be by an active key of this actor.
     pub actor: String,
+    /// When the client made it: RFC 3339 UTC, as written (so the signed bytes stay the same).
     pub issued_at: String,
+    /// The event type, e.g. `request.approved` (`type` in JSON).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The event data, a JSON object; decoded by the projector.
     pub data: serde_json::Value,
 }
 
@@ -51,11 +80,13 @@ impl Statement {
         if json_depth_exceeds(text, JSON_DEPTH_MAX) {
             return Err(StatementError::TooDeep);
         }
-        let st: Statement = serde_json::from_str(text).map_err(|e| StatementError::Json(e.to_string()))?;
+        let st: Statement = serde_json::from_str(text).map_err(StatementError::Json)?;
         st.validate()?;
         Ok(st)
     }
 
+    /// Checks the common fields: id, actor name, `issued_at` as RFC 3339 UTC, `data` an object.
+    /// [`Statement::parse`] calls it; the projector calls it again on statements it builds.
     pub fn validate(&self) -> Result<(), StatementError> {
         if !is_valid_statement_id(&self.id) {
             return Err(StatementError::InvalidId(self.id.clone()));
@@ -82,12 +113,16 @@ impl Statement {
     }
 }
 
+/// The statement-id rule: 1 to [`STATEMENT_ID_BYTES_MAX`] bytes of `[A-Za-z0-9._:-]`. Ids are
+/// idempotency keys and appear in URLs, so they need no escaping.
 pub fn is_valid_statement_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= STATEMENT_ID_BYTES_MAX
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// The actor-name rule: `^[a-z0-9][a-z0-9._-]{0,63}$` (at most [`ACTOR_NAME_BYTES_MAX`] bytes).
+/// Lowercase only, so two actors never differ by case alone.
 pub fn is_valid_actor_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()

@@ -27,27 +27,49 @@ use crate::record::{Record, RecordError, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};
 use crate::statement::STATEMENT_ID_BYTES_MAX;
 use crate::Hash;
 
-/// At most this many entries are appended with one flush.
-pub const BATCH_ENTRIES_MAX: usize = 4096;
-/// `range` returns at most this many records.
-pub const RANGE_RECORDS_MAX: usize = 10_000;
+pub use crate::limits::{BATCH_ENTRIES_MAX, META_KEY_BYTES_MAX, RANGE_RECORDS_MAX};
+pub use crate::limits::{STORE_CACHE_BYTES as CACHE_BYTES, STORE_OPEN_LOCK_WAIT_MS as OPEN_LOCK_WAIT_MS};
 
+/// Why a store operation failed. Once a write fails during an append, later appends get
+/// [`StoreError::Failed`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// sled could not read or write.
     #[error("storage I/O failed: {0}")]
-    Io(String),
+    Io(#[source] sled::Error),
+    /// What is on disk is not what this store writes: the store must not be used as is.
     #[error("stored data is corrupt at {what}: {reason}")]
-    Corrupt { what: String, reason: String },
+    Corrupt {
+        /// Where: a record, a hash tile, the format marker, sled itself.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+        /// The error that found it, when one did (sled's corruption report, the record
+        /// decoder, the Merkle tree).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A record could not be built (the entry is too large).
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// A root or proof could not be computed (sizes out of range, hashes unreadable).
     #[error(transparent)]
     Merkle(#[from] MerkleError),
-    #[error("batch has {0} entries, at most 4096 are allowed")]
+    /// The batch has more than [`BATCH_ENTRIES_MAX`] entries; nothing was written.
+    #[error("batch has {0} entries, at most {BATCH_ENTRIES_MAX} are allowed")]
     BatchTooLarge(usize),
+    /// A batch entry is invalid; nothing of the batch was written.
     #[error("batch entry {index} is invalid: {reason}")]
-    InvalidEntry { index: usize, reason: &'static str },
-    #[error("invalid meta key: {0}")]
-    InvalidMetaKey(&'static str),
+    InvalidEntry {
+        /// The entry's position in the batch.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A meta key is empty or longer than [`META_KEY_BYTES_MAX`] bytes (its length).
+    #[error("invalid meta key of {0} bytes: must be 1 to {META_KEY_BYTES_MAX} bytes")]
+    InvalidMetaKey(usize),
+    /// An earlier append failed after reaching sled, so memory may be ahead of the disk.
     #[error("an earlier write failed; the store must be reopened")]
     Failed,
 }
@@ -56,14 +78,8 @@ pub enum StoreError {
 pub const STORE_FORMAT: &[u8] = b"grantline-ledger-store/1";
 /// Stored Merkle hashes are persisted in tiles of this many hashes.
 pub const TILE_HASHES: u64 = 256;
-/// sled's page cache (records, the id index and the hash tiles proofs read).
-pub const CACHE_BYTES: u64 = 64 << 20;
-/// How long `open` waits for the lock of a store that was just closed in this process
-/// (sled's background threads release it shortly after the last handle is dropped).
-pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
+/// How often `open` retries while waiting for the lock.
 const OPEN_LOCK_RETRY_MS: u64 = 20;
-/// Meta keys are short names.
-pub const META_KEY_BYTES_MAX: usize = 256;
 
 const TREE_NAME: &str = "log";
 const KEY_FORMAT: &[u8] = b"f";
@@ -125,13 +141,18 @@ fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
 
 fn io(e: sled::Error) -> StoreError {
     match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt { what: "sled".into(), reason: e.to_string() },
-        other => StoreError::Io(other.to_string()),
+        sled::Error::Corruption { .. } => corrupt_by("sled", e),
+        other => StoreError::Io(other),
     }
 }
 
 fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt { what: what.into(), reason: reason.into() }
+    StoreError::Corrupt { what: what.into(), reason: reason.into(), source: None }
+}
+
+/// Corruption that `source` found; its message is the reason.
+fn corrupt_by(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Corrupt { what: what.into(), reason: source.to_string(), source: Some(Box::new(source)) }
 }
 
 fn seq_from(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
@@ -224,11 +245,8 @@ impl HashView<'_> {
         let bytes = match tiles.iter().find(|(t, _)| *t == tile) {
             Some((_, bytes)) => bytes.clone(),
             None => {
-                let bytes = self
-                    .tree
-                    .get(tile_key(tile))
-                    .map_err(|e| MerkleError::Storage(e.to_string()))?
-                    .ok_or(MerkleError::MissingHash(i))?;
+                let bytes =
+                    self.tree.get(tile_key(tile)).map_err(MerkleError::Io)?.ok_or(MerkleError::MissingHash(i))?;
                 if bytes.len() != TILE_HASHES as usize * HASH_BYTES {
                     return Err(MerkleError::Storage(format!("hash tile {tile} has {} bytes", bytes.len())));
                 }
@@ -350,6 +368,7 @@ pub struct Entry {
     pub id: String,
     /// The canonical envelope JSON.
     pub envelope: Vec<u8>,
+    /// The server clock when the envelope was accepted (Unix milliseconds).
     pub received_at_ms: i64,
 }
 
@@ -361,7 +380,10 @@ pub enum AppendOutcome {
     /// The same id with the same envelope bytes was already logged: the original record.
     Duplicate(Record),
     /// The same id was logged with other bytes, at this seq. Nothing was written for it.
-    Conflict { seq: u64 },
+    Conflict {
+        /// The seq of the record logged under the id.
+        seq: u64,
+    },
 }
 
 /// A handle to the store. Cheap to clone; reads may run on any thread while one writer
@@ -394,7 +416,7 @@ impl Store {
             Some(kv) => {
                 let (key, leaf) = kv.map_err(io)?;
                 let seq = seq_from(&key[1..], "record key")?;
-                let record = Record::decode(&leaf).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+                let record = Record::decode(&leaf).map_err(|e| corrupt_by(format!("record {seq}"), e))?;
                 if record.seq != seq {
                     return Err(corrupt(format!("record {seq}"), format!("leaf says seq {}", record.seq)));
                 }
@@ -423,9 +445,12 @@ impl Store {
         }
         if let Some(leaf_hash) = last_leaf_hash {
             let view = HashView { committed: &hashes, tree: &tree, limit: hashes.len, pending: &[] };
-            let stored = view
-                .read_hashes(&[merkle::stored_hash_index(0, size - 1)])
-                .map_err(|e| corrupt("merkle hashes", format!("the last leaf hash cannot be read: {e}")))?;
+            let stored =
+                view.read_hashes(&[merkle::stored_hash_index(0, size - 1)]).map_err(|e| StoreError::Corrupt {
+                    what: "merkle hashes".into(),
+                    reason: format!("the last leaf hash cannot be read: {e}"),
+                    source: Some(Box::new(e)),
+                })?;
             if stored[0] != leaf_hash {
                 return Err(corrupt("merkle hashes", "the last leaf hash does not match the last record"));
             }
@@ -452,15 +477,18 @@ impl Store {
     /// Appends a batch: assigns dense seqs, links the chain, writes records, id index and
     /// stored hashes atomically, then flushes once. Returns after the batch is durable.
     ///
-    /// Entries are checked first (ids 1-128 bytes, leaves at most 65,535 bytes); an invalid
-    /// entry fails the whole batch and nothing is written.
+    /// Entries are checked first (ids 1 to [`STATEMENT_ID_BYTES_MAX`] bytes, leaves at most
+    /// [`LEAF_BYTES_MAX`] bytes); an invalid entry fails the whole batch and nothing is written.
     pub fn append(&self, batch: &[Entry]) -> Result<Vec<AppendOutcome>, StoreError> {
         if batch.len() > BATCH_ENTRIES_MAX {
             return Err(StoreError::BatchTooLarge(batch.len()));
         }
         for (index, entry) in batch.iter().enumerate() {
             if entry.id.is_empty() || entry.id.len() > STATEMENT_ID_BYTES_MAX {
-                return Err(StoreError::InvalidEntry { index, reason: "id must be 1 to 128 bytes" });
+                return Err(StoreError::InvalidEntry {
+                    index,
+                    reason: format!("id must be 1 to {STATEMENT_ID_BYTES_MAX} bytes"),
+                });
             }
             if LEAF_HEADER_BYTES + entry.envelope.len() > LEAF_BYTES_MAX {
                 return Err(StoreError::Record(RecordError::TooLarge(LEAF_HEADER_BYTES + entry.envelope.len())));
@@ -582,13 +610,14 @@ impl Store {
             .get(record_key(seq))
             .map_err(io)?
             .ok_or_else(|| corrupt(format!("record {seq}"), "missing"))?;
-        let record = Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+        let record = Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt_by(format!("record {seq}"), e))?;
         if record.seq != seq {
             return Err(corrupt(format!("record {seq}"), format!("leaf says seq {}", record.seq)));
         }
         Ok(record)
     }
 
+    /// The durable record `seq`, or `None` past the end of the log.
     pub fn get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
         if seq >= self.size() {
             return Ok(None);
@@ -607,8 +636,7 @@ impl Store {
         for kv in self.inner.tree.range(record_key(from)..record_key(end)) {
             let (_, leaf) = kv.map_err(io)?;
             let seq = from + records.len() as u64;
-            let record =
-                Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt(format!("record {seq}"), e.to_string()))?;
+            let record = Record::decode_vec(leaf.to_vec()).map_err(|e| corrupt_by(format!("record {seq}"), e))?;
             if record.seq != seq {
                 return Err(corrupt(format!("record {seq}"), format!("found seq {} instead", record.seq)));
             }
@@ -620,6 +648,7 @@ impl Store {
         Ok(records)
     }
 
+    /// The record whose statement has this id (the idempotency lookup), if logged.
     pub fn get_by_id(&self, id: &str) -> Result<Option<Record>, StoreError> {
         if id.is_empty() || id.len() > STATEMENT_ID_BYTES_MAX {
             return Ok(None);
@@ -630,16 +659,18 @@ impl Store {
         self.get(seq_from(&seq, "id index")?)
     }
 
-    /// Inclusion proof of `index` in the tree of `size` records.
+    /// Inclusion proof of record `index` in the tree of the first `size` records (argument
+    /// order: see [`merkle`]).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_size(size)?;
-        Ok(merkle::prove_inclusion(size, index, self)?)
+        Ok(merkle::prove_inclusion(index, size, self)?)
     }
 
-    /// Consistency proof between sizes `from` <= `to`.
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        self.check_size(to)?;
-        Ok(merkle::prove_consistency(to, from, self)?)
+    /// Consistency proof from the first `old_size` records to the first `new_size`
+    /// (`old_size <= new_size`; argument order: see [`merkle`]).
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(new_size)?;
+        Ok(merkle::prove_consistency(old_size, new_size, self)?)
     }
 
     /// Stores an opaque blob next to the log (projection snapshots); not part of the log.
@@ -651,6 +682,7 @@ impl Store {
         Ok(())
     }
 
+    /// The blob stored with [`Store::put_meta`] under `key`, if any.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_meta_key(key)?;
         Ok(self.inner.tree.get(meta_key(key)).map_err(io)?.map(|v| v.to_vec()))
@@ -659,7 +691,7 @@ impl Store {
 
 fn check_meta_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > META_KEY_BYTES_MAX {
-        return Err(StoreError::InvalidMetaKey("must be 1 to 256 bytes"));
+        return Err(StoreError::InvalidMetaKey(key.len()));
     }
     Ok(())
 }
@@ -773,6 +805,24 @@ mod tests {
             db.flush().unwrap();
         }
         assert!(matches!(Store::open(dir.path()), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn corruption_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(&[Entry { id: "a".into(), envelope: b"x".to_vec(), received_at_ms: 0 }]).unwrap();
+        }
+        {
+            let db = open_sled(dir.path()).unwrap();
+            db.open_tree(TREE_NAME).unwrap().insert(record_key(0), b"\x01short".as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        let Err(err) = Store::open(dir.path()) else { panic!("a truncated record opened") };
+        assert_eq!(err.to_string(), "stored data is corrupt at record 0: leaf is truncated (6 bytes)");
+        let cause = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<RecordError>());
+        assert_eq!(cause, Some(&RecordError::Truncated(6)));
     }
 
     #[test]

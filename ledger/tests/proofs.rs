@@ -115,7 +115,7 @@ fn inclusion_proofs_match_naive_rfc6962_for_every_index_and_size() {
         let root = naive.mth(0, size as usize);
         assert_eq!(tree.root_at(size).unwrap(), root, "root of size {size}");
         for index in 0..size {
-            let proof = prove_inclusion(size, index, &tree).unwrap();
+            let proof = prove_inclusion(index, size, &tree).unwrap();
             assert_eq!(proof, naive.path(index as usize, 0, size as usize), "index {index} size {size}");
             let leaf = naive.leaves[index as usize];
             assert_eq!(verify_inclusion(index, size, &leaf, &proof, &root), Ok(()));
@@ -145,7 +145,7 @@ fn consistency_proofs_match_naive_rfc6962_for_every_pair_of_sizes() {
     let roots: Vec<Hash> = (0..=SIZE_MAX).map(|n| naive.mth(0, n as usize)).collect();
     for new in 1..=SIZE_MAX {
         for old in 1..=new {
-            let proof = prove_consistency(new, old, &tree).unwrap();
+            let proof = prove_consistency(old, new, &tree).unwrap();
             let want = if old == new { Vec::new() } else { naive.subproof(old as usize, 0, new as usize, true) };
             assert_eq!(proof, want, "{old} -> {new}");
             let (r_old, r_new) = (roots[old as usize], roots[new as usize]);
@@ -167,7 +167,7 @@ fn consistency_proofs_match_naive_rfc6962_for_every_pair_of_sizes() {
             }
         }
         // From the empty tree.
-        assert_eq!(prove_consistency(new, 0, &tree).unwrap(), Vec::<Hash>::new());
+        assert_eq!(prove_consistency(0, new, &tree).unwrap(), Vec::<Hash>::new());
         assert_eq!(verify_consistency(0, new, &empty_root(), &roots[new as usize], &[]), Ok(()));
     }
 }
@@ -178,9 +178,9 @@ fn every_single_bit_flip_fails() {
     let tree = memory_tree(13);
     let root = tree.root();
     let leaf = leaf_hash(&leaf_of(6));
-    let proof = prove_inclusion(13, 6, &tree).unwrap();
+    let proof = prove_inclusion(6, 13, &tree).unwrap();
     let old_root = tree.root_at(6).unwrap();
-    let cproof = prove_consistency(13, 6, &tree).unwrap();
+    let cproof = prove_consistency(6, 13, &tree).unwrap();
     for bit in 0..256 {
         assert!(verify_inclusion(6, 13, &flip(&leaf, bit), &proof, &root).is_err());
         for i in 0..proof.len() {
@@ -206,7 +206,7 @@ proptest! {
         let root = tree.root();
         let index = index_seed % size;
         let leaf = leaf_hash(&leaf_of(index));
-        let proof = prove_inclusion(size, index, &tree).unwrap();
+        let proof = prove_inclusion(index, size, &tree).unwrap();
         prop_assert_eq!(verify_inclusion(index, size, &leaf, &proof, &root), Ok(()));
         prop_assert!(verify_inclusion(index, size, &flip(&leaf, bit), &proof, &root).is_err());
         if !proof.is_empty() {
@@ -217,7 +217,7 @@ proptest! {
         }
         let old = 1 + old_seed % size;
         let old_root = tree.root_at(old).unwrap();
-        let cproof = prove_consistency(size, old, &tree).unwrap();
+        let cproof = prove_consistency(old, size, &tree).unwrap();
         prop_assert_eq!(verify_consistency(old, size, &old_root, &root, &cproof), Ok(()));
         if !cproof.is_empty() {
             let mut bad = cproof.clone();
@@ -237,8 +237,8 @@ proptest! {
         let _ = verify_inclusion(index, size, &h, &proof, &h);
         let _ = verify_consistency(old, size, &h, &h, &proof);
         let tree = memory_tree(3);
-        let _ = merkle::prove_inclusion(size, index, &tree);
-        let _ = merkle::prove_consistency(size, old, &tree);
+        let _ = merkle::prove_inclusion(index, size, &tree);
+        let _ = merkle::prove_consistency(old, size, &tree);
         let _ = merkle::tree_hash(size, &tree);
     }
 }

@@ -3,11 +3,8 @@
 use ledger::statement::{format_rfc3339_ms, Statement};
 
 use crate::data::{derived_id, GrantIssuedData, DAY_MS};
+use crate::limits::AUTOMATION_STATEMENTS_MAX;
 use crate::state::{Request, State, AUTOMATION_ACTOR};
-
-/// At most this many automatic statements are returned per call; the rest follow on the
-/// next call.
-pub const AUTOMATION_STATEMENTS_MAX: usize = 1024;
 
 /// The id of the grant issued on a request's quorum.
 pub fn grant_id_for_request(request: &str) -> String {

@@ -1,4 +1,4 @@
-//! `check`: may this statement be appended now? (DESIGN.md sections 3 and 4.)
+//! `check`: may this statement be appended now? (SPEC.md sections 3 and 4.)
 //!
 //! Order: the statement's common fields, the event type, genesis first and only once, the
 //! ledger, the clock, the signer, the data, the role, then the rules of the current state.
@@ -8,11 +8,9 @@ use ledger::statement::Statement;
 use crate::automation::quorum_grant;
 use crate::codes::{self, reject};
 use crate::data::{self, derived_id, fnv1a64, EventData, GrantIssuedData, EVENT_TYPES};
+use crate::limits::{ISSUED_AT_FUTURE_MINUTES_MAX, ISSUED_AT_FUTURE_MS_MAX};
 use crate::state::{Actor, RequestStatus, State, AUTOMATION_ACTOR};
 use crate::{GrantStatus, Rejection};
-
-/// `issued_at` may be at most this far after the server clock.
-pub const ISSUED_AT_FUTURE_MS_MAX: i64 = 5 * 60 * 1000;
 
 /// Decides whether `statement`, signed by `signers` (verified keyids), may be appended now.
 /// `now_ms` is the server clock (when replaying: the record's `received_at_ms`).
@@ -41,7 +39,10 @@ pub fn check(state: &State, statement: &Statement, signers: &[String], now_ms: i
     if issued_at_ms > now_ms.saturating_add(ISSUED_AT_FUTURE_MS_MAX) {
         return Err(reject(
             codes::ISSUED_IN_FUTURE,
-            format!("issued_at {} is more than 5 minutes after the server clock", statement.issued_at),
+            format!(
+                "issued_at {} is more than {ISSUED_AT_FUTURE_MINUTES_MAX} minutes after the server clock",
+                statement.issued_at
+            ),
         ));
     }
     if is_genesis {

@@ -1,4 +1,4 @@
-//! The `data` object of each event type (DESIGN.md section 4), decoded strictly: unknown
+//! The `data` object of each event type (SPEC.md section 4), decoded strictly: unknown
 //! fields are rejected, required fields must be present, amounts are positive integers.
 
 use ledger::keys::VerifierKey;
@@ -9,27 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::codes::{self, reject};
 use crate::Rejection;
 
-/// Free text (justification, notes, reasons, descriptions, URLs) longer than this is rejected.
-pub const TEXT_BYTES_MAX: usize = 4096;
-/// Names of resources, pools, sponsors, providers, units, terms versions.
-pub const NAME_BYTES_MAX: usize = 128;
-/// People on one grant's or request's `users` list.
-pub const USERS_MAX: usize = 1000;
-/// Resources one pool may pay for.
-pub const POOL_RESOURCES_MAX: usize = 256;
-/// Admins named in the genesis.
-pub const GENESIS_ADMINS_MAX: usize = 16;
-/// Roles on one grant (Cirun's repository roles).
-pub const GRANT_ROLES_MAX: usize = 16;
-/// `days` / `max_days` larger than this are rejected (keeps time arithmetic in range).
-pub const DAYS_MAX: u64 = 36_500;
-/// Project names: `^[a-z0-9][a-z0-9._-]{0,99}$`.
-pub const PROJECT_NAME_BYTES_MAX: usize = 100;
-/// GitHub logins are at most 39 characters.
-pub const GITHUB_LOGIN_BYTES_MAX: usize = 39;
+pub use crate::limits::{
+    DAYS_MAX, GENESIS_ADMINS_MAX, GITHUB_LOGIN_BYTES_MAX, GRANT_ROLES_MAX, NAME_BYTES_MAX, POOL_RESOURCES_MAX,
+    PROJECT_NAME_BYTES_MAX, TEXT_BYTES_MAX, USERS_MAX,
+};
+use ledger::statement::{ACTOR_NAME_BYTES_MAX, STATEMENT_ID_BYTES_MAX};
+
 /// Milliseconds in one day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// Every event type (`type` of a statement), in the order SPEC.md section 4 lists them.
 pub const EVENT_TYPES: &[&str] = &[
     "ledger.genesis",
     "actor.registered",
@@ -54,115 +43,174 @@ pub const EVENT_TYPES: &[&str] = &[
     "grants.migrated",
 ];
 
-/// The roles of DESIGN.md section 4.
+/// The roles of SPEC.md section 4.
 pub const ROLES: &[&str] = &["admin", "reviewer", "requester", "meter", "sponsor"];
 
 /// Cirun's default repository roles for a grant.
 pub const DEFAULT_GRANT_ROLES: &[&str] = &["admin", "maintain", "write"];
 
+/// `ledger.genesis`: the first record, naming the admins and the automation and log keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisData {
+    /// Verifier keys of the first admins, each named as its actor (1 to [`GENESIS_ADMINS_MAX`]).
     pub admins: Vec<String>,
+    /// The verifier key of the `automation` actor, which issues grants on quorum and ends them.
     pub automation_key: String,
+    /// The verifier key that signs checkpoints; its name is the log origin.
     pub log_key: String,
 }
 
+/// `actor.registered`: a new actor with its first key and its roles.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActorRegisteredData {
+    /// The new actor's name.
     pub actor: String,
+    /// Its first verifier key, named as the actor.
     pub key: String,
+    /// Its roles (of [`ROLES`]).
     pub roles: Vec<String>,
 }
 
+/// `actor.roles_set`: an actor's roles, replaced.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActorRolesSetData {
+    /// The actor whose roles change.
     pub actor: String,
+    /// Its roles from now on (replacing the old ones).
     pub roles: Vec<String>,
 }
 
+/// `key.added` and `key.revoked`: an actor's key, added or revoked for good.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyData {
+    /// The actor the key belongs to.
     pub actor: String,
+    /// The verifier key, named as the actor.
     pub key: String,
+    /// Why (free text; used on revocation).
     pub reason: Option<String>,
 }
 
+/// `resource.defined`: something grants give access to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceDefinedData {
+    /// The resource id (for Cirun, the runner label).
     pub resource: String,
+    /// Who provides it, e.g. `cirun`.
     pub provider: String,
+    /// What credits on it count, e.g. `runner-minutes`; pools pay in one unit.
     pub unit: String,
+    /// Reviewer approvals a request needs before its grant is issued (at least 1).
     pub approvals_required: u32,
+    /// Free text for people.
     pub description: Option<String>,
+    /// Grants on it last at most this many days (and this long when a request names none).
     pub max_days: Option<u64>,
+    /// The terms version users must accept to use it, if any.
     pub terms: Option<String>,
 }
 
+/// `resource.retired`: a resource withdrawn from use.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRetiredData {
+    /// The resource retired: no new requests, approvals or grants on it.
     pub resource: String,
 }
 
+/// `sponsor.registered`: someone who deposits credits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SponsorRegisteredData {
+    /// The sponsor id.
     pub sponsor: String,
+    /// Its display name.
     pub name: String,
 }
 
+/// `credits.deposited`: a sponsor's credits into a pool.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreditsDepositedData {
+    /// The pool the credits go to (created by its first deposit).
     pub pool: String,
+    /// The sponsor paying; a pool has one sponsor.
     pub sponsor: String,
+    /// Credits deposited (positive), in `unit`.
     pub amount: u64,
+    /// The unit of the credits; a pool has one unit.
     pub unit: String,
+    /// The resources the pool pays for, or `["*"]` for all in its unit.
     pub resources: Vec<String>,
+    /// When the pool's unallocated credits lapse (RFC 3339), if they do.
     pub expires_at: Option<String>,
 }
 
+/// `access.requested`: a project asks for a resource.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequestedData {
+    /// The request id.
     pub request: String,
+    /// The project (repository) asking.
     pub project: String,
+    /// The resource asked for.
     pub resource: String,
+    /// Why (free text, required).
     pub justification: String,
+    /// Whether jobs from pull requests should run too.
     pub pull_request: bool,
+    /// The GitHub login of the person asking, when a bot files the request; they may
+    /// not approve it.
     pub on_behalf_of: Option<String>,
+    /// A link supporting the request.
     pub evidence_url: Option<String>,
+    /// Credits asked for (approvals may override).
     pub credits: Option<u64>,
+    /// Days asked for (approvals may override; capped by the resource's `max_days`).
     pub days: Option<u64>,
+    /// GitHub logins allowed to use the grant, if limited.
     pub users: Option<Vec<String>>,
+    /// A URL of a `users.json` listing them, instead of `users`.
     pub users_from_json: Option<String>,
 }
 
+/// `request.approved`: one reviewer's approval, possibly setting the grant's terms.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestApprovedData {
+    /// The request approved.
     pub request: String,
+    /// The reviewer's note.
     pub note: Option<String>,
+    /// The pool the grant draws on (the latest approval that sets it wins).
     pub pool: Option<String>,
+    /// Credits for the grant, overriding the request's.
     pub credits: Option<u64>,
+    /// Days for the grant, overriding the request's.
     pub days: Option<u64>,
 }
 
+/// `request.denied`: a reviewer closes a request without a grant.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestDeniedData {
+    /// The request denied.
     pub request: String,
+    /// Why (free text, required).
     pub reason: String,
 }
 
+/// `request.withdrawn`: the requester closes their own request.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestWithdrawnData {
+    /// The request withdrawn.
     pub request: String,
 }
 
@@ -170,91 +218,193 @@ pub struct RequestWithdrawnData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantIssuedData {
+    /// The grant id.
     pub grant: String,
+    /// The project granted access.
     pub project: String,
+    /// The resource it may use.
     pub resource: String,
+    /// Whether jobs from pull requests may run.
     pub pull_request: bool,
+    /// The request it answers (always set when automation issues it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The pool its usage is paid from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Credits it may use; it is exhausted when usage reaches them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_limit: Option<u64>,
+    /// When it expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// GitHub logins allowed to use it, if limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<String>>,
+    /// A URL of a `users.json` listing them, instead of `users`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_from_json: Option<String>,
+    /// Repository roles whose members may use it ([`DEFAULT_GRANT_ROLES`] when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
 }
 
+/// `grant.revoked`: an admin or reviewer ends a grant early.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRevokedData {
+    /// The grant revoked.
     pub grant: String,
+    /// Why (free text, required).
     pub reason: String,
 }
 
+/// `grant.expired` and `grant.exhausted`: automation records that a grant ran out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantEndedData {
+    /// The grant that ended.
     pub grant: String,
 }
 
+/// `usage.reported`: a meter reports what a job used, debited from the active grant.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReportedData {
+    /// The usage id: a second report with the same id on the same grant is refused.
     pub usage: String,
+    /// The project that used the resource.
     pub project: String,
+    /// The resource used.
     pub resource: String,
+    /// How much (positive), in the resource's unit.
     pub amount: u64,
+    /// When the job started (RFC 3339).
     pub started_at: String,
+    /// When it ended (RFC 3339, not before `started_at`); the day usage counts on.
     pub ended_at: String,
+    /// A link to the job.
     pub run_url: Option<String>,
 }
 
+/// `user.terms_accepted` and `user.terms_withdrawn`: a user's acceptance of a terms version.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TermsData {
+    /// The GitHub login (case-insensitive).
     pub user: String,
+    /// The numeric GitHub id the acceptance is tied to (logins can be renamed and reused).
     pub github_id: u64,
+    /// The terms version.
     pub terms: String,
+    /// A link showing the user's acceptance.
     pub evidence_url: Option<String>,
 }
 
+/// `grants.migrated`: every active grant on a resource continues on another.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsMigratedData {
+    /// The resource whose active grants move.
     pub from_resource: String,
+    /// The resource they move to (open, not retired).
     pub to_resource: String,
+    /// Why (free text, required).
     pub reason: String,
 }
 
 /// A decoded and validated `data` object.
 #[derive(Debug, Clone)]
 pub enum EventData {
-    Genesis { admins: Vec<VerifierKey>, automation_key: VerifierKey, log_key: VerifierKey },
-    ActorRegistered { actor: String, key: VerifierKey, roles: Vec<String> },
-    ActorRolesSet { actor: String, roles: Vec<String> },
-    KeyAdded { actor: String, key: VerifierKey },
-    KeyRevoked { actor: String, key: VerifierKey, reason: Option<String> },
+    /// `ledger.genesis`, with its keys parsed.
+    Genesis {
+        /// The first admins' keys, each named as its actor.
+        admins: Vec<VerifierKey>,
+        /// The key of the `automation` actor.
+        automation_key: VerifierKey,
+        /// The key that signs checkpoints.
+        log_key: VerifierKey,
+    },
+    /// `actor.registered`, with the key parsed and the roles sorted.
+    ActorRegistered {
+        /// The new actor.
+        actor: String,
+        /// Its first key.
+        key: VerifierKey,
+        /// Its roles, sorted and without duplicates.
+        roles: Vec<String>,
+    },
+    /// `actor.roles_set`, with the roles sorted.
+    ActorRolesSet {
+        /// The actor whose roles change.
+        actor: String,
+        /// Its new roles, sorted and without duplicates.
+        roles: Vec<String>,
+    },
+    /// `key.added`, with the key parsed.
+    KeyAdded {
+        /// The actor the key is for.
+        actor: String,
+        /// The new key.
+        key: VerifierKey,
+    },
+    /// `key.revoked`, with the key parsed.
+    KeyRevoked {
+        /// The actor whose key it is.
+        actor: String,
+        /// The key revoked.
+        key: VerifierKey,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `resource.defined`.
     ResourceDefined(ResourceDefinedData),
+    /// `resource.retired`.
     ResourceRetired(ResourceRetiredData),
+    /// `sponsor.registered`.
     SponsorRegistered(SponsorRegisteredData),
-    CreditsDeposited { data: CreditsDepositedData, expires_at_ms: Option<i64> },
+    /// `credits.deposited`, with the expiry parsed.
+    CreditsDeposited {
+        /// The data as sent.
+        data: CreditsDepositedData,
+        /// `expires_at` in Unix milliseconds.
+        expires_at_ms: Option<i64>,
+    },
+    /// `access.requested`.
     AccessRequested(AccessRequestedData),
+    /// `request.approved`.
     RequestApproved(RequestApprovedData),
+    /// `request.denied`.
     RequestDenied(RequestDeniedData),
+    /// `request.withdrawn`.
     RequestWithdrawn(RequestWithdrawnData),
-    GrantIssued { data: GrantIssuedData, expires_at_ms: Option<i64> },
+    /// `grant.issued`, with the expiry parsed.
+    GrantIssued {
+        /// The data as sent.
+        data: GrantIssuedData,
+        /// `expires_at` in Unix milliseconds.
+        expires_at_ms: Option<i64>,
+    },
+    /// `grant.revoked`.
     GrantRevoked(GrantRevokedData),
+    /// `grant.expired`.
     GrantExpired(GrantEndedData),
+    /// `grant.exhausted`.
     GrantExhausted(GrantEndedData),
-    UsageReported { data: UsageReportedData, started_at_ms: i64, ended_at_ms: i64 },
+    /// `usage.reported`, with the times parsed.
+    UsageReported {
+        /// The data as sent.
+        data: UsageReportedData,
+        /// `started_at` in Unix milliseconds.
+        started_at_ms: i64,
+        /// `ended_at` in Unix milliseconds.
+        ended_at_ms: i64,
+    },
+    /// `user.terms_accepted`.
     TermsAccepted(TermsData),
+    /// `user.terms_withdrawn`.
     TermsWithdrawn(TermsData),
+    /// `grants.migrated`.
     GrantsMigrated(GrantsMigratedData),
 }
 
@@ -288,7 +438,7 @@ fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
     if is_valid_statement_id(value) {
         Ok(())
     } else {
-        Err(malformed(format!("{field} {value:?} must be 1-128 characters of [A-Za-z0-9._:-]")))
+        Err(malformed(format!("{field} {value:?} must be 1-{STATEMENT_ID_BYTES_MAX} characters of [A-Za-z0-9._:-]")))
     }
 }
 
@@ -317,7 +467,11 @@ fn check_project(value: &str) -> Result<(), Rejection> {
     if is_valid_project_name(value) {
         Ok(())
     } else {
-        Err(reject(codes::INVALID_PROJECT_NAME, format!("project {value:?} must match ^[a-z0-9][a-z0-9._-]{{0,99}}$")))
+        let more = PROJECT_NAME_BYTES_MAX - 1;
+        Err(reject(
+            codes::INVALID_PROJECT_NAME,
+            format!("project {value:?} must match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$"),
+        ))
     }
 }
 
@@ -605,7 +759,8 @@ fn check_actor_name(name: &str) -> Result<(), Rejection> {
     if ledger::statement::is_valid_actor_name(name) {
         Ok(())
     } else {
-        Err(malformed(format!("actor {name:?} must match ^[a-z0-9][a-z0-9._-]{{0,63}}$")))
+        let more = ACTOR_NAME_BYTES_MAX - 1;
+        Err(malformed(format!("actor {name:?} must match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$")))
     }
 }
 
@@ -620,7 +775,7 @@ fn check_key_name(key: &VerifierKey, actor: &str) -> Result<(), Rejection> {
 /// A deterministic id `prefix + id`, or `prefix + 16 hex digits of a hash of id` when that
 /// would exceed the 128-byte id limit.
 pub fn derived_id(prefix: &str, id: &str) -> String {
-    if prefix.len() + id.len() <= ledger::statement::STATEMENT_ID_BYTES_MAX {
+    if prefix.len() + id.len() <= STATEMENT_ID_BYTES_MAX {
         format!("{prefix}{id}")
     } else {
         format!("{prefix}{:016x}", fnv1a64(id.as_bytes()))

@@ -1,6 +1,6 @@
 //! conda-forge interop: Cirun `.access.yml` export and import, admin-requests files.
 //!
-//! Import choices (DESIGN.md does not fix them): every resource named in the file becomes a
+//! Import choices (SPEC.md does not fix them): every resource named in the file becomes a
 //! `resource.defined` with provider `cirun`, unit `runner-minutes` and
 //! `approvals_required: 2` (conda-forge's core review), without `max_days` or terms; each
 //! (resource, policy) pair becomes one admin `grant.issued` without pool, credit limit or
@@ -12,32 +12,63 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ledger::statement::{format_rfc3339_ms, Statement};
+use ledger::statement::{format_rfc3339_ms, Statement, StatementError};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, derived_id, is_valid_project_name, GrantIssuedData};
-use crate::{GrantStatus, State};
+use crate::{GrantStatus, Rejection, State};
 
-/// Policies in one imported file (a bound on hostile input).
-pub const IMPORT_POLICIES_MAX: usize = 10_000;
-/// Feedstocks × resources in one admin-requests file.
-pub const ADMIN_REQUEST_PAIRS_MAX: usize = 1_000;
+pub use crate::limits::{ADMIN_REQUEST_PAIRS_MAX, IMPORT_POLICIES_MAX};
+
 /// The approvals an imported Cirun resource requires.
 pub const IMPORTED_APPROVALS_REQUIRED: u32 = 2;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why an interop file cannot be imported or turned into statements.
+#[derive(Debug, thiserror::Error)]
 pub enum InteropError {
+    /// Not YAML, or not the file's schema (unknown fields included).
     #[error("invalid YAML: {0}")]
-    Yaml(String),
+    Yaml(#[source] serde_yaml::Error),
+    /// The file is well-formed but says something grantline cannot do (an unknown policy, an
+    /// undefined resource, too many entries, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A statement built from the file would be rejected for its data (the message is the
+    /// rejection's).
+    #[error("{}", .0.message)]
+    Rejected(#[source] Rejection),
+    /// A statement built from the file is not a valid statement (e.g. the signer's name).
+    #[error("{0}")]
+    Statement(#[source] StatementError),
+    /// Grant data could not be encoded as JSON.
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
 }
+
+/// YAML and JSON errors have no equality: two are equal when they say the same.
+impl PartialEq for InteropError {
+    fn eq(&self, other: &Self) -> bool {
+        use InteropError::*;
+        match self {
+            Yaml(a) => matches!(other, Yaml(b) if a.to_string() == b.to_string()),
+            Invalid(a) => matches!(other, Invalid(b) if a == b),
+            Rejected(a) => matches!(other, Rejected(b) if a == b),
+            Statement(a) => matches!(other, Statement(b) if a == b),
+            Json(a) => matches!(other, Json(b) if a.to_string() == b.to_string()),
+        }
+    }
+}
+
+impl Eq for InteropError {}
 
 /// What the statements built from a file are signed as.
 #[derive(Debug, Clone)]
 pub struct StatementContext {
+    /// The log origin the statements are for.
     pub ledger: String,
+    /// The actor who signs them (an admin for imports, a requester for admin-requests).
     pub actor: String,
+    /// Their `issued_at` (Unix milliseconds).
     pub now_ms: i64,
     /// Prefix of the generated statement ids, so one import is idempotent.
     pub id_prefix: String,
@@ -46,7 +77,7 @@ pub struct StatementContext {
 impl StatementContext {
     fn statement(&self, id: String, kind: &str, data: serde_json::Value) -> Result<Statement, InteropError> {
         // Validate the data as `check` will, so a bad file fails here with a clear message.
-        data::parse(kind, &data).map_err(|r| InteropError::Invalid(r.message))?;
+        data::parse(kind, &data).map_err(InteropError::Rejected)?;
         let st = Statement {
             ledger: self.ledger.clone(),
             id,
@@ -55,7 +86,7 @@ impl StatementContext {
             kind: kind.to_string(),
             data,
         };
-        st.validate().map_err(|e| InteropError::Invalid(e.to_string()))?;
+        st.validate().map_err(InteropError::Statement)?;
         Ok(st)
     }
 
@@ -68,32 +99,45 @@ impl StatementContext {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CirunAccess {
+    /// The schema version; only 1 exists.
     pub version: u64,
+    /// Who may use runners, per repository.
     #[serde(default)]
     pub policies: Vec<CirunPolicy>,
+    /// Which policies apply to which resource (runner label).
     #[serde(default)]
     pub access_control: Vec<CirunAccessControl>,
 }
 
+/// One Cirun policy: a repository, and who in it may trigger jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CirunPolicy {
+    /// The policy id that `access_control` refers to (not kept by the ledger).
     pub id: String,
+    /// The repository: a grantline project name.
     pub repo: String,
+    /// Repository roles whose members may trigger jobs (Cirun's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// GitHub logins allowed, if the policy lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<String>>,
+    /// A URL of a `users.json` listing the allowed users, instead of `users`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_from_json: Option<String>,
+    /// Whether jobs from pull requests may run (no when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<bool>,
 }
 
+/// The policies that may use one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CirunAccessControl {
+    /// The resource (Cirun runner label).
     pub resource: String,
+    /// Ids of policies in [`CirunAccess::policies`].
     pub policies: Vec<String>,
 }
 
@@ -153,7 +197,7 @@ pub fn cirun_access_yaml(state: &State, now_ms: i64) -> String {
 
 /// Parses a Cirun `.access.yml`, checking that every referenced policy exists.
 pub fn parse_cirun_access(yaml: &str) -> Result<CirunAccess, InteropError> {
-    let file: CirunAccess = serde_yaml::from_str(yaml).map_err(|e| InteropError::Yaml(e.to_string()))?;
+    let file: CirunAccess = serde_yaml::from_str(yaml).map_err(InteropError::Yaml)?;
     if file.version != 1 {
         return Err(InteropError::Invalid(format!("unsupported .access.yml version {}", file.version)));
     }
@@ -225,7 +269,7 @@ pub fn import_cirun_access(yaml: &str, ctx: &StatementContext) -> Result<Vec<Sta
                 users_from_json: p.users_from_json.clone(),
                 roles: p.roles.clone(),
             };
-            let data = serde_json::to_value(&grant).map_err(|e| InteropError::Invalid(e.to_string()))?;
+            let data = serde_json::to_value(&grant).map_err(InteropError::Json)?;
             out.push(ctx.statement(ctx.id(&format!("grant:{id}:{resource}")), "grant.issued", data)?);
         }
     }
@@ -258,12 +302,12 @@ pub fn admin_request_statements(
     state: &State,
     ctx: &StatementContext,
 ) -> Result<Vec<Statement>, InteropError> {
-    let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| InteropError::Yaml(e.to_string()))?;
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(InteropError::Yaml)?;
     let action = value.get("action").and_then(|a| a.as_str()).unwrap_or("");
     if action != "cirun" {
         return Err(InteropError::Invalid(format!("action {action:?} is not \"cirun\"")));
     }
-    let file: AdminRequest = serde_yaml::from_value(value).map_err(|e| InteropError::Yaml(e.to_string()))?;
+    let file: AdminRequest = serde_yaml::from_value(value).map_err(InteropError::Yaml)?;
     debug_assert_eq!(file.action, "cirun");
     if file.feedstocks.is_empty() || file.resources.is_empty() {
         return Err(InteropError::Invalid("feedstocks and resources must not be empty".to_string()));

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{self, EventData};
 use crate::GrantStatus;
 
-/// The name of the actor holding the automation key (DESIGN.md section 2).
+/// The name of the actor holding the automation key (SPEC.md section 2).
 pub const AUTOMATION_ACTOR: &str = "automation";
 
 /// One timeline entry as stored (times as milliseconds; formatted by the views).
@@ -55,7 +55,7 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
-    pub fn has_role(&self, role: &str) -> bool {
+    pub(crate) fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
 }
@@ -109,11 +109,11 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn covers(&self, resource: &str) -> bool {
+    pub(crate) fn covers(&self, resource: &str) -> bool {
         self.resources.iter().any(|r| r == "*" || r == resource)
     }
 
-    pub fn unallocated(&self, now_ms: i64) -> u64 {
+    pub(crate) fn unallocated(&self, now_ms: i64) -> u64 {
         if self.expires_at_ms.is_some_and(|t| t <= now_ms) {
             return 0;
         }
@@ -131,7 +131,7 @@ pub(crate) enum RequestStatus {
 }
 
 impl RequestStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RequestStatus::Pending => "pending",
             RequestStatus::Granted => "granted",
@@ -177,14 +177,14 @@ pub(crate) struct Request {
 impl Request {
     /// Pool, credits and days of the grant the quorum issues: the request's, each overridden
     /// by the latest approval that sets it.
-    pub fn effective_terms(&self) -> (Option<String>, Option<u64>, Option<u64>) {
+    pub(crate) fn effective_terms(&self) -> (Option<String>, Option<u64>, Option<u64>) {
         let pool = self.approvals.iter().rev().find_map(|a| a.pool.clone());
         let credits = self.approvals.iter().rev().find_map(|a| a.credits).or(self.credits);
         let days = self.approvals.iter().rev().find_map(|a| a.days).or(self.days);
         (pool, credits, days)
     }
 
-    pub fn approved_by(&self, reviewer: &str) -> bool {
+    pub(crate) fn approved_by(&self, reviewer: &str) -> bool {
         self.approvals.iter().any(|a| a.reviewer == reviewer)
     }
 }
@@ -217,7 +217,7 @@ pub(crate) struct Grant {
 impl Grant {
     /// The status at `now_ms`: an active grant past `expires_at` or out of credits counts as
     /// ended even before `grant.expired` / `grant.exhausted` is appended.
-    pub fn status_at(&self, now_ms: i64) -> GrantStatus {
+    pub(crate) fn status_at(&self, now_ms: i64) -> GrantStatus {
         if self.status != GrantStatus::Active {
             return self.status.clone();
         }
@@ -230,16 +230,16 @@ impl Grant {
         GrantStatus::Active
     }
 
-    pub fn is_exhausted(&self) -> bool {
+    pub(crate) fn is_exhausted(&self) -> bool {
         self.credit_limit.is_some_and(|limit| self.used >= limit)
     }
 
-    pub fn is_active_at(&self, now_ms: i64) -> bool {
+    pub(crate) fn is_active_at(&self, now_ms: i64) -> bool {
         self.status_at(now_ms) == GrantStatus::Active
     }
 
     /// What the grant holds of its pool's deposit.
-    pub fn pool_share(&self) -> u64 {
+    pub(crate) fn pool_share(&self) -> u64 {
         match self.status {
             GrantStatus::Active => self.credit_limit.unwrap_or(0).max(self.used),
             GrantStatus::Migrated => 0,
@@ -295,6 +295,7 @@ pub struct State {
 }
 
 impl State {
+    /// The state before the genesis: an empty log.
     pub fn new() -> State {
         State::default()
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ledger::statement::format_rfc3339_ms;
 
 use crate::data::{is_valid_project_name, DAY_MS};
+use crate::limits::PROJECT_NAME_BYTES_MAX;
 use crate::state::{Entry, Grant, Request, RequestStatus, State};
 use crate::{
     AccessAnswer, AccessQuery, ActorView, Allocations, ApprovalView, DailyUsage, ExplainStep, Explanation, GrantStatus,
@@ -244,7 +245,7 @@ impl State {
         }
     }
 
-    /// `{allowed, reason, grant?}` (DESIGN.md section 4). Denial reasons, first missing step
+    /// `{allowed, reason, grant?}` (SPEC.md section 4). Denial reasons, first missing step
     /// first: `invalid_project_name`, `unknown_resource`, `resource_retired`, `no_request`,
     /// `awaiting_approvals (n of m)`, `awaiting_grant` (quorum reached, grant not yet
     /// appended), `request_denied`, `request_withdrawn`, `grant_revoked`, `grant_expired`,
@@ -270,7 +271,8 @@ impl State {
             if valid {
                 format!("{} is a valid project name", query.project)
             } else {
-                format!("{:?} does not match ^[a-z0-9][a-z0-9._-]{{0,99}}$ (names are exact)", query.project)
+                let more = PROJECT_NAME_BYTES_MAX - 1;
+                format!("{:?} does not match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$ (names are exact)", query.project)
             },
             None,
         );
@@ -393,6 +395,7 @@ impl State {
         out.into_iter().map(|r| self.request_view(r)).collect()
     }
 
+    /// One request with its approvals and timeline, any status.
     pub fn request(&self, id: &str) -> Option<RequestView> {
         self.requests.get(id).map(|r| self.request_view(r))
     }
@@ -431,6 +434,7 @@ impl State {
         entries
     }
 
+    /// Every resource ever defined, retired ones included, by name.
     pub fn resources(&self) -> Vec<ResourceView> {
         self.resources
             .values()
@@ -448,6 +452,8 @@ impl State {
             .collect()
     }
 
+    /// Every actor with its roles and keys (revoked keys included), by name. The automation
+    /// actor shows the role `automation`, which no other actor can have.
     pub fn actors(&self) -> Vec<ActorView> {
         self.actors
             .values()
@@ -474,6 +480,7 @@ impl State {
             .collect()
     }
 
+    /// Every registered sponsor, by id.
     pub fn sponsors(&self) -> Vec<SponsorView> {
         self.sponsors
             .values()
@@ -528,6 +535,7 @@ impl State {
         Some(SponsorUsage { sponsor: s.sponsor.clone(), name: s.name.clone(), pools, projects, series })
     }
 
+    /// The counts for summaries; grants count as active only if active at `now_ms`.
     pub fn stats(&self, now_ms: i64) -> Stats {
         Stats {
             events: self.size,

@@ -1,4 +1,5 @@
-//! Issue 3's whole story, checking every projection along the way, then an auditor's replay.
+//! The whole access story, from genesis through requests, approvals, grants, usage and
+//! revocation, checking every projection along the way, then an auditor's replay.
 
 mod common;
 

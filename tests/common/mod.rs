@@ -14,11 +14,11 @@ use ledger::keys::SigningKey;
 use ledger::statement::{format_rfc3339_ms, Statement};
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_grantline");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_grantline");
 /// How long a server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     pub url: String,
     pub data: PathBuf,
@@ -29,18 +29,18 @@ pub struct Server {
 
 impl Server {
     /// Starts `grantline serve` over `data` (initialised on first run) on 127.0.0.1:0.
-    pub fn start(data: &Path) -> Server {
+    pub(crate) fn start(data: &Path) -> Server {
         Server::start_with_env(data, &[])
     }
 
-    pub fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data);
         Server::spawn(cmd, data, env)
     }
 
     /// Starts `grantline serve --addr 127.0.0.1:0` in `cwd` with the default data directory.
-    pub fn start_default(cwd: &Path) -> Server {
+    pub(crate) fn start_default(cwd: &Path) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0"]).current_dir(cwd);
         Server::spawn(cmd, &cwd.join("grantline-data"), &[])
@@ -80,7 +80,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
         assert!(status.success());
@@ -89,12 +89,12 @@ impl Server {
     }
 
     /// Runs a CLI command against this server.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN).args(args).env("GRANTLINE_SERVER", &self.url).env_remove("GRANTLINE_KEY").output().unwrap()
     }
 
     /// Runs a CLI command in `cwd` (relative paths as in the README).
-    pub fn cli_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn cli_in(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args).current_dir(cwd).env("GRANTLINE_SERVER", &self.url).env_remove("GRANTLINE_KEY");
         for (k, v) in env {
@@ -104,7 +104,7 @@ impl Server {
     }
 
     /// Runs a CLI command that must succeed; returns its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(
             out.status.success(),
@@ -116,21 +116,21 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+    pub(crate) fn get(&self, path: &str) -> reqwest::blocking::Response {
         http().get(format!("{}{path}", self.url)).send().unwrap()
     }
 
-    pub fn get_json(&self, path: &str) -> Value {
+    pub(crate) fn get_json(&self, path: &str) -> Value {
         let resp = self.get(path);
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.json().unwrap()
     }
 
-    pub fn log(&self) -> LogInfo {
+    pub(crate) fn log(&self) -> LogInfo {
         serde_json::from_value(self.get_json("/v1/log")).unwrap()
     }
 
-    pub fn post(&self, body: Vec<u8>) -> reqwest::blocking::Response {
+    pub(crate) fn post(&self, body: Vec<u8>) -> reqwest::blocking::Response {
         http()
             .post(format!("{}/v1/events", self.url))
             .header("content-type", "application/json")
@@ -140,7 +140,7 @@ impl Server {
     }
 
     /// Signs and posts; returns the HTTP status and the JSON body.
-    pub fn submit(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> (u16, Value) {
+    pub(crate) fn submit(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> (u16, Value) {
         let origin = self.log().origin;
         let resp = self.post(envelope(key, &origin, id, kind, data));
         let status = resp.status().as_u16();
@@ -148,13 +148,13 @@ impl Server {
     }
 
     /// Submits an event that must be appended; returns the receipt.
-    pub fn append(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> Receipt {
+    pub(crate) fn append(&self, key: &SigningKey, id: &str, kind: &str, data: Value) -> Receipt {
         let (status, body) = self.submit(key, id, kind, data);
         assert_eq!(status, 201, "{kind} {id}: {body}");
         serde_json::from_value(body).unwrap()
     }
 
-    pub fn admin(&self) -> SigningKey {
+    pub(crate) fn admin(&self) -> SigningKey {
         SigningKey::read_file(&self.admin_key).unwrap()
     }
 }
@@ -168,12 +168,12 @@ impl Drop for Server {
     }
 }
 
-pub fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 /// A signed envelope's canonical JSON, made with the project's own DSSE code.
-pub fn envelope(key: &SigningKey, origin: &str, id: &str, kind: &str, data: Value) -> Vec<u8> {
+pub(crate) fn envelope(key: &SigningKey, origin: &str, id: &str, kind: &str, data: Value) -> Vec<u8> {
     let st = Statement {
         ledger: origin.to_string(),
         id: id.to_string(),
@@ -186,7 +186,7 @@ pub fn envelope(key: &SigningKey, origin: &str, id: &str, kind: &str, data: Valu
 }
 
 /// A key for `name`, written to `<dir>/<name>.key` with `grantline keygen`.
-pub fn keygen(dir: &Path, name: &str) -> (PathBuf, SigningKey) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, SigningKey) {
     let path = dir.join(format!("{name}.key"));
     let out = Command::new(BIN).args(["keygen", name, "--out"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
@@ -197,18 +197,18 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, SigningKey) {
 
 /// A ledger with a requester/meter bot, two reviewers, a resource needing two approvals, a
 /// sponsor and a pool: the README's cast.
-pub struct Cast {
+pub(crate) struct Cast {
     pub bot: SigningKey,
     pub alice: SigningKey,
     pub bob: SigningKey,
 }
 
-pub const RESOURCE: &str = "cirun-openstack-gpu-large";
-pub const PROJECT: &str = "pytorch-cpu-feedstock";
-pub const POOL: &str = "numfocus-2026";
-pub const SPONSOR: &str = "numfocus";
+pub(crate) const RESOURCE: &str = "cirun-openstack-gpu-large";
+pub(crate) const PROJECT: &str = "pytorch-cpu-feedstock";
+pub(crate) const POOL: &str = "numfocus-2026";
+pub(crate) const SPONSOR: &str = "numfocus";
 
-pub fn cast(server: &Server, dir: &Path) -> Cast {
+pub(crate) fn cast(server: &Server, dir: &Path) -> Cast {
     let admin = server.admin();
     let bot = SigningKey::generate("bot").unwrap();
     let alice = SigningKey::generate("alice").unwrap();
@@ -244,7 +244,7 @@ pub fn cast(server: &Server, dir: &Path) -> Cast {
 }
 
 /// Opens a request for PROJECT on RESOURCE by the bot.
-pub fn open_request(server: &Server, cast: &Cast, request: &str) -> Receipt {
+pub(crate) fn open_request(server: &Server, cast: &Cast, request: &str) -> Receipt {
     server.append(
         &cast.bot,
         &format!("open-{request}"),
@@ -257,14 +257,14 @@ pub fn open_request(server: &Server, cast: &Cast, request: &str) -> Receipt {
 /// What a rejected submission must not change: the log (size, root, checkpoint) and the
 /// projections read from `views` (paths of JSON endpoints).
 #[derive(Debug, PartialEq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     pub size: u64,
     pub root: String,
     pub checkpoint: String,
     pub views: Vec<(String, Value)>,
 }
 
-pub fn fingerprint_of(s: &Server, views: &[&str]) -> Fingerprint {
+pub(crate) fn fingerprint_of(s: &Server, views: &[&str]) -> Fingerprint {
     let log = s.log();
     Fingerprint {
         size: log.size,

@@ -14,28 +14,28 @@ use serde_json::json;
 use crate::common::{envelope, Cast, Server, BIN, PROJECT, RESOURCE};
 
 /// Threads posting events at once (the sequencer batches them: group commit).
-pub const POSTERS: usize = 8;
+pub(crate) const POSTERS: usize = 8;
 
 /// Runs `grantline` with no server or key in the environment.
-pub fn grantline(args: &[&str]) -> Output {
+pub(crate) fn grantline(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env_remove("GRANTLINE_SERVER").env_remove("GRANTLINE_KEY").output().unwrap()
 }
 
-pub fn code(out: &Output) -> i32 {
+pub(crate) fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts the exit code, and that the failure names `seq` when given.
 #[track_caller]
-pub fn assert_fails(out: &Output, exit_code: i32, seq: Option<u64>) {
+pub(crate) fn assert_fails(out: &Output, exit_code: i32, seq: Option<u64>) {
     assert_eq!(code(out), exit_code, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
     if let Some(seq) = seq {
         assert!(stderr(out).contains(&format!("at seq {seq}:")), "should name seq {seq}: {}", stderr(out));
@@ -43,13 +43,13 @@ pub fn assert_fails(out: &Output, exit_code: i32, seq: Option<u64>) {
 }
 
 #[track_caller]
-pub fn assert_ok(out: &Output) -> String {
+pub(crate) fn assert_ok(out: &Output) -> String {
     assert_eq!(code(out), 0, "stdout: {}\nstderr: {}", stdout(out), stderr(out));
     stdout(out)
 }
 
 /// Posts a signed event that must be appended (201).
-pub fn post_ok(server: &Server, origin: &str, key: &SigningKey, id: &str, kind: &str, data: serde_json::Value) {
+pub(crate) fn post_ok(server: &Server, origin: &str, key: &SigningKey, id: &str, kind: &str, data: serde_json::Value) {
     let resp = server.post(envelope(key, origin, id, kind, data));
     let status = resp.status().as_u16();
     assert_eq!(status, 201, "{kind} {id}: {}", resp.text().unwrap_or_default());
@@ -58,7 +58,7 @@ pub fn post_ok(server: &Server, origin: &str, key: &SigningKey, id: &str, kind: 
 /// Opens `requests` requests for distinct projects and has alice and bob approve each (the
 /// automation key then issues the grant): four records per request, posted from
 /// [`POSTERS`] threads at once.
-pub fn grant_many(server: &Server, cast: &Cast, prefix: &str, requests: usize) {
+pub(crate) fn grant_many(server: &Server, cast: &Cast, prefix: &str, requests: usize) {
     let origin = server.log().origin;
     std::thread::scope(|scope| {
         for poster in 0..POSTERS {
@@ -92,7 +92,7 @@ pub fn grant_many(server: &Server, cast: &Cast, prefix: &str, requests: usize) {
 }
 
 /// Opens one request that stays pending.
-pub fn open_pending(server: &Server, cast: &Cast, request: &str) {
+pub(crate) fn open_pending(server: &Server, cast: &Cast, request: &str) {
     let origin = server.log().origin;
     post_ok(
         server,
@@ -107,7 +107,7 @@ pub fn open_pending(server: &Server, cast: &Cast, request: &str) {
 
 /// Waits until the server's log has at least `size` records (automation appends grants
 /// right after the approvals that complete a quorum).
-pub fn wait_for_size(server: &Server, size: u64) -> u64 {
+pub(crate) fn wait_for_size(server: &Server, size: u64) -> u64 {
     for _ in 0..200 {
         let now = server.log().size;
         if now >= size {
@@ -118,12 +118,12 @@ pub fn wait_for_size(server: &Server, size: u64) -> u64 {
     panic!("the log did not reach {size} records");
 }
 
-pub fn read_export(path: &Path) -> Vec<RecordJson> {
+pub(crate) fn read_export(path: &Path) -> Vec<RecordJson> {
     let text = std::fs::read_to_string(path).unwrap();
     text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-pub fn write_export(path: &Path, records: &[RecordJson]) {
+pub(crate) fn write_export(path: &Path, records: &[RecordJson]) {
     let mut out = String::new();
     for r in records {
         out.push_str(&serde_json::to_string(r).unwrap());
@@ -132,13 +132,13 @@ pub fn write_export(path: &Path, records: &[RecordJson]) {
     std::fs::write(path, out).unwrap();
 }
 
-pub fn record_of(rj: &RecordJson) -> Record {
+pub(crate) fn record_of(rj: &RecordJson) -> Record {
     Record::decode_vec(b64::decode(&rj.leaf).unwrap()).unwrap()
 }
 
 /// Renumbers and re-chains records from `from` on, rewriting every field consistently, so
 /// only what the records say can be wrong.
-pub fn relink(records: &mut [RecordJson], from: usize) {
+pub(crate) fn relink(records: &mut [RecordJson], from: usize) {
     for i in from..records.len() {
         let prev = if i == 0 { [0; 32] } else { record_of(&records[i - 1]).chain_hash() };
         let r = record_of(&records[i]);
@@ -148,7 +148,7 @@ pub fn relink(records: &mut [RecordJson], from: usize) {
 }
 
 /// Inserts a record holding `envelope` at `at`, relinking everything after it.
-pub fn insert(records: &mut Vec<RecordJson>, at: usize, envelope: &[u8]) {
+pub(crate) fn insert(records: &mut Vec<RecordJson>, at: usize, envelope: &[u8]) {
     let received_at_ms = record_of(&records[at - 1]).received_at_ms;
     let rec = Record::new(at as u64, [0; 32], received_at_ms, envelope).unwrap();
     records.insert(at, RecordJson::from_record(&rec).unwrap());
@@ -156,7 +156,7 @@ pub fn insert(records: &mut Vec<RecordJson>, at: usize, envelope: &[u8]) {
 }
 
 /// The first record whose statement has this type and id prefix.
-pub fn find(records: &[RecordJson], kind: &str, id_prefix: &str) -> usize {
+pub(crate) fn find(records: &[RecordJson], kind: &str, id_prefix: &str) -> usize {
     records
         .iter()
         .position(|r| r.statement["type"] == kind && r.statement["id"].as_str().unwrap_or("").starts_with(id_prefix))

@@ -10,27 +10,28 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use api::json::{RecordJson, RecordPage};
+use api::testing::{verify_signers, Fold};
 use ledger::checkpoint::Checkpoint;
 use ledger::dsse::Envelope;
 use ledger::keys::VerifierKey;
 use ledger::merkle::MemoryTree;
 use ledger::record::Record;
 use ledger::statement::Statement;
-use projector::{Event, State};
+use projector::State;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_grantline");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_grantline");
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `grantline serve` process on 127.0.0.1:0 over `data` (initialised on first run).
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
     pub url: String,
     pub log_path: PathBuf,
 }
 
 impl Proc {
-    pub fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
+    pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
         let log_path = data.with_extension("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut cmd = Command::new(BIN);
@@ -70,14 +71,14 @@ impl Proc {
     }
 
     /// SIGKILL (what `kill -9` sends), then reap it.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         assert!(!status.success());
     }
 
     /// Waits for the process to exit on its own (an injected abort).
-    pub fn wait_exit(mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(mut self) -> ExitStatus {
         let deadline = Instant::now() + EXIT_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -88,7 +89,7 @@ impl Proc {
         }
     }
 
-    pub fn admin_key(data: &Path) -> ledger::keys::SigningKey {
+    pub(crate) fn admin_key(data: &Path) -> ledger::keys::SigningKey {
         ledger::keys::SigningKey::read_file(&data.join("admin.key")).unwrap()
     }
 }
@@ -102,7 +103,7 @@ impl Drop for Proc {
 
 /// What a fully verified log says about each statement id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logged {
+pub(crate) struct Logged {
     pub seq: u64,
     pub leaf_hash: String,
     pub chain_hash: String,
@@ -110,7 +111,7 @@ pub struct Logged {
     pub copies: usize,
 }
 
-pub struct Verified {
+pub(crate) struct Verified {
     pub size: u64,
     pub by_id: HashMap<String, Logged>,
     pub state: State,
@@ -122,7 +123,7 @@ pub struct Verified {
 /// at that seq and the projector accepts every record in order (the log proves its policy);
 /// the RFC 6962 root over all leaves equals the root of the served checkpoint, which is
 /// signed by `log_key`. Panics naming the first bad seq.
-pub fn verify_log(url: &str, log_key: &VerifierKey) -> Verified {
+pub(crate) fn verify_log(url: &str, log_key: &VerifierKey) -> Verified {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let note = client.get(format!("{url}/v1/checkpoint")).send().unwrap().text().unwrap();
     let checkpoint = Checkpoint::open(note.as_bytes(), log_key).expect("checkpoint signed by the log key");
@@ -135,7 +136,7 @@ pub fn verify_log(url: &str, log_key: &VerifierKey) -> Verified {
     }
     records.truncate(checkpoint.size as usize);
 
-    let mut state = State::new();
+    let mut fold = Fold::new();
     let mut tree = MemoryTree::new();
     let mut prev = [0u8; 32];
     let mut by_id: HashMap<String, Logged> = HashMap::new();
@@ -153,17 +154,10 @@ pub fn verify_log(url: &str, log_key: &VerifierKey) -> Verified {
 
         let env = Envelope::parse(rec.envelope()).unwrap_or_else(|e| panic!("record {seq}: envelope: {e}"));
         let statement = Statement::parse(&env.payload).unwrap_or_else(|e| panic!("record {seq}: statement: {e}"));
-        let signers: Vec<String> = api::replay::verify_signers(&state, &env, &statement)
-            .unwrap_or_else(|e| panic!("record {seq}: signature: {e}"))
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        projector::check(&state, &statement, &signers, rec.received_at_ms)
+        let signers =
+            verify_signers(fold.state(), &env, &statement).unwrap_or_else(|e| panic!("record {seq}: signature: {e}"));
+        fold.admit(&statement, &signers, rec.received_at_ms)
             .unwrap_or_else(|r| panic!("record {seq}: the projector rejects it on replay: {r}"));
-        projector::apply(
-            &mut state,
-            &Event { seq, received_at_ms: rec.received_at_ms, statement: &statement, signers: &signers },
-        );
         let entry = by_id.entry(statement.id.clone()).or_insert(Logged {
             seq,
             leaf_hash: rj.leaf_hash.clone(),
@@ -172,6 +166,7 @@ pub fn verify_log(url: &str, log_key: &VerifierKey) -> Verified {
         });
         entry.copies += 1;
     }
+    let state = fold.into_state();
     assert_eq!(state.log_key(), Some(log_key), "the genesis names another log key");
     assert_eq!(tree.root(), checkpoint.root, "the Merkle root over the leaves differs from the checkpoint's");
     for (id, logged) in &by_id {

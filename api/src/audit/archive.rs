@@ -1,4 +1,4 @@
-//! The portable archive: JSON Lines, one record per line in the DESIGN.md section 8 record
+//! The portable archive: JSON Lines, one record per line in the SPEC.md section 8 record
 //! shape, in seq order. `export` writes it from a data directory or a server; `import` reads
 //! it into a new data directory, verifying it completely first.
 
@@ -10,11 +10,12 @@ use ledger::statement::Statement;
 use ledger::store::{AppendOutcome, Entry, Store, BATCH_ENTRIES_MAX, RANGE_RECORDS_MAX};
 
 use super::engine::{self, Report, VerifyJob};
-use super::http::{Server, PAGE_RECORDS};
 use super::source::{ExportSource, RecordSource};
 use super::statefile::SignedCheckpoint;
 use super::AuditError;
+use crate::client::Client;
 use crate::json::RecordJson;
+use crate::limits::EVENTS_PAGE_RECORDS_MAX;
 
 fn write_line(out: &mut dyn Write, rj: &RecordJson) -> Result<(), AuditError> {
     serde_json::to_writer(&mut *out, rj).map_err(|e| AuditError::io("writing the export", e))?;
@@ -22,16 +23,16 @@ fn write_line(out: &mut dyn Write, rj: &RecordJson) -> Result<(), AuditError> {
 }
 
 /// Writes every record of a data directory's store; returns how many.
-pub fn export_store(store: &Store, out: &mut dyn Write) -> Result<u64, AuditError> {
+pub(crate) fn export_store(store: &Store, out: &mut dyn Write) -> Result<u64, AuditError> {
     let size = store.size();
     let mut next = 0u64;
     while next < size {
         let page = store.range(next, RANGE_RECORDS_MAX).map_err(|e| AuditError::io(format!("record {next}"), e))?;
         if page.is_empty() {
-            return Err(AuditError::Io(format!("record {next} is missing from the store")));
+            return Err(AuditError::Unreadable(format!("record {next} is missing from the store")));
         }
         for rec in &page {
-            let rj = RecordJson::from_record(rec).map_err(AuditError::Io)?;
+            let rj = RecordJson::from_record(rec).map_err(|e| AuditError::io("the store", e))?;
             write_line(out, &rj)?;
         }
         next += page.len() as u64;
@@ -42,17 +43,17 @@ pub fn export_store(store: &Store, out: &mut dyn Write) -> Result<u64, AuditErro
 
 /// Writes the first `size` records of a server (the size of the checkpoint fetched first, so
 /// the export and that checkpoint go together); returns how many.
-pub fn export_server(server: &Server, size: u64, out: &mut dyn Write) -> Result<u64, AuditError> {
+pub(crate) fn export_server(server: &Client, size: u64, out: &mut dyn Write) -> Result<u64, AuditError> {
     let mut next = 0u64;
     while next < size {
-        let want = (size - next).min(PAGE_RECORDS as u64) as usize;
+        let want = (size - next).min(EVENTS_PAGE_RECORDS_MAX as u64) as usize;
         let page = server.events(next, want)?;
         if page.is_empty() {
-            return Err(AuditError::Io(format!("the server has no record {next}, its checkpoint has {size}")));
+            return Err(AuditError::Unreadable(format!("the server has no record {next}, its checkpoint has {size}")));
         }
         for rj in page.into_iter().take(want) {
             if rj.seq != next {
-                return Err(AuditError::Io(format!("the server sent record {} for seq {next}", rj.seq)));
+                return Err(AuditError::Unreadable(format!("the server sent record {} for seq {next}", rj.seq)));
             }
             write_line(out, &rj)?;
             next += 1;
@@ -65,7 +66,7 @@ pub fn export_server(server: &Server, size: u64, out: &mut dyn Write) -> Result<
 /// Imports an export into the new data directory `dir`: verifies it completely (all checks
 /// of `verify`), builds the store in a temp directory next to it, checks the rebuilt store
 /// has the same leaves and root, and only then renames it into place.
-pub fn import(export: &Path, dir: &Path, job: &VerifyJob<'_>) -> Result<Report, AuditError> {
+pub(crate) fn import(export: &Path, dir: &Path, job: &VerifyJob<'_>) -> Result<Report, AuditError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(AuditError::Usage(format!(
             "{}: exists and is not empty; import needs a new directory",
@@ -124,9 +125,10 @@ fn build_store(export: &Path, db: &Path, size: u64, root: ledger::Hash) -> Resul
         let mut batch = Vec::with_capacity(raws.len());
         for raw in raws {
             let super::source::Raw::Line { number, text } = raw else {
-                return Err(AuditError::Io("internal: an export yields lines".into()));
+                return Err(AuditError::Unreadable("internal: an export yields lines".into()));
             };
-            let changed = || AuditError::Io(format!("{}: line {number} changed during the import", export.display()));
+            let changed =
+                || AuditError::Unreadable(format!("{}: line {number} changed during the import", export.display()));
             let rj: RecordJson = serde_json::from_slice(&text).map_err(|_| changed())?;
             let rec = engine::leaf_of(&rj).map_err(|_| changed())?;
             let env = Envelope::parse(rec.envelope()).map_err(|_| changed())?;
@@ -143,20 +145,23 @@ fn build_store(export: &Path, db: &Path, size: u64, root: ledger::Hash) -> Resul
             match got {
                 AppendOutcome::Appended(rec) if rec == want => {}
                 other => {
-                    return Err(AuditError::Io(format!("record {} did not import as itself: {other:?}", want.seq)));
+                    return Err(AuditError::Unreadable(format!(
+                        "record {} did not import as itself: {other:?}",
+                        want.seq
+                    )));
                 }
             }
         }
     }
     let root_now = store.root_at(store.size()).map_err(|e| AuditError::io(db.display(), e))?;
     if store.size() != size || root_now != root {
-        return Err(AuditError::Io(format!("{}: changed during the import", export.display())));
+        return Err(AuditError::Unreadable(format!("{}: changed during the import", export.display())));
     }
     Ok(())
 }
 
 /// Opens a checkpoint note with the pinned key; a bad one is a checkpoint failure.
-pub fn open_checkpoint(
+pub(crate) fn open_checkpoint(
     note: &str,
     log_key: &ledger::keys::VerifierKey,
     whence: &str,

@@ -22,25 +22,21 @@ use std::time::Instant;
 use ed25519_dalek::{Signature, VerifyingKey};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ledger::b64;
-use ledger::dsse::Envelope;
+use ledger::dsse::{Envelope, SIGNATURE_BYTES};
 use ledger::keys::VerifierKey;
 use ledger::merkle::MemoryTree;
 use ledger::record::Record;
 use ledger::statement::Statement;
 use ledger::Hash;
-use projector::{Event, State};
+use projector::State;
 use rayon::prelude::*;
 
 use super::source::{Raw, RecordSource};
 use super::statefile::{self, SignedCheckpoint};
 use super::{AuditError, Failure, FailureKind};
+use crate::fold::{signer_key, Fold};
 use crate::json::RecordJson;
-
-/// Records per window: large enough to keep all cores busy, small enough to bound memory.
-pub const WINDOW_RECORDS: usize = 4096;
-/// Signatures per batch verification. A failing chunk is re-checked one by one, so the
-/// chunk size also bounds the cost of naming a bad signature.
-pub const SIGNATURE_CHUNK: usize = 512;
+use crate::limits::{SIGNATURE_CHUNK, WINDOW_RECORDS};
 
 /// The order of checks on one record: at the same seq, the earlier check is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,14 +94,14 @@ struct SigJob {
 }
 
 /// Decodes a served record's leaf (the truth; the other fields are checked against it).
-pub fn leaf_of(rj: &RecordJson) -> Result<Record, String> {
+pub(crate) fn leaf_of(rj: &RecordJson) -> Result<Record, String> {
     let leaf = b64::decode(&rj.leaf).map_err(|_| "the leaf field is not padded base64".to_string())?;
     Record::decode_vec(leaf).map_err(|e| e.to_string())
 }
 
 /// Checks that a served record's fields (seq, received_at_ms, prev, chain_hash, leaf_hash,
 /// envelope, statement) say exactly what its leaf says.
-pub fn record_fields_agree(rj: &RecordJson, rec: &Record) -> Result<(), String> {
+pub(crate) fn record_fields_agree(rj: &RecordJson, rec: &Record) -> Result<(), String> {
     record_fields_agree_with(rj, rec, &rec.chain_hash(), &rec.leaf_hash())
 }
 
@@ -187,7 +183,7 @@ impl Replayed {
 }
 
 struct Replay {
-    state: State,
+    fold: Fold,
     tree: MemoryTree,
     head: Hash,
     ids: HashSet<String>,
@@ -198,7 +194,7 @@ struct Replay {
 impl Replay {
     fn new(log_key: &VerifierKey) -> Replay {
         Replay {
-            state: State::new(),
+            fold: Fold::new(),
             tree: MemoryTree::new(),
             head: [0; 32],
             ids: HashSet::new(),
@@ -224,7 +220,7 @@ impl Replay {
 
     /// A key of some actor that is no longer (or not yet) active: (key, actor, revoked_seq).
     fn inactive_key(&self, keyid: &str) -> Option<(VerifierKey, String, Option<u64>)> {
-        self.state.actors().into_iter().find_map(|actor| {
+        self.fold.state().actors().into_iter().find_map(|actor| {
             let key = actor.keys.iter().find(|k| k.keyid == keyid)?;
             Some((VerifierKey::parse(&key.key).ok()?, actor.actor.clone(), key.revoked_seq))
         })
@@ -274,12 +270,17 @@ impl Replay {
             let sig = match <[u8; 64]>::try_from(s.sig.as_slice()) {
                 Ok(bytes) => Signature::from_bytes(&bytes),
                 Err(_) => {
-                    return Some(Found::new(seq, Rank::Signature, Sig, format!("signature {index} is not 64 bytes")))
+                    return Some(Found::new(
+                        seq,
+                        Rank::Signature,
+                        Sig,
+                        format!("signature {index} is not {SIGNATURE_BYTES} bytes"),
+                    ))
                 }
             };
-            let key = match crate::replay::signer_key(&self.state, &s.keyid, lookup_statement) {
+            let key = match signer_key(self.fold.state(), &s.keyid, lookup_statement) {
                 Some(key) if key.keyid() == s.keyid => {
-                    signers.push(s.keyid.clone());
+                    signers.push((s.keyid.clone(), key.clone()));
                     key
                 }
                 _ => match self.inactive_key(&s.keyid) {
@@ -327,22 +328,20 @@ impl Replay {
                 format!("statement id {:?} was already used by an earlier record", statement.id),
             ));
         }
-        if let Err(rejection) = projector::check(&self.state, statement, &signers, rec.received_at_ms) {
+        if let Err(refusal) = self.fold.admit(statement, &signers, rec.received_at_ms) {
             return Some(Found::new(
                 seq,
                 Rank::Policy,
                 Policy,
-                format!("the replay rejects {} by {}: {rejection}", statement.kind, statement.actor),
+                format!("the replay rejects {} by {}: {refusal}", statement.kind, statement.actor),
             ));
         }
-        projector::apply(
-            &mut self.state,
-            &Event { seq, received_at_ms: rec.received_at_ms, statement, signers: &signers },
-        );
+        debug_assert_eq!(self.fold.size(), seq + 1);
         if seq == 0 {
             let pinned = &self.log_key;
-            if self.state.log_key() != Some(pinned) || self.state.origin() != Some(pinned.name()) {
-                let named = self.state.log_key().map_or("none".to_string(), |k| k.to_string());
+            let state = self.fold.state();
+            if state.log_key() != Some(pinned) || state.origin() != Some(pinned.name()) {
+                let named = state.log_key().map_or("none".to_string(), |k| k.to_string());
                 return Some(Found::new(
                     seq,
                     Rank::Policy,
@@ -397,7 +396,7 @@ fn verify_signatures(items: &[Prepared], jobs: &[SigJob]) -> Option<Found> {
 }
 
 /// Verifies signatures, chain and policy of every record of `source`, in one pass.
-pub fn replay_source(
+pub(crate) fn replay_source(
     source: &mut dyn RecordSource,
     log_key: &VerifierKey,
     progress: &ProgressBar,
@@ -435,7 +434,7 @@ fn replay_in_windows(
         if let Some(f) = found {
             let earlier = verify_signatures(&items, &jobs);
             let f = first(earlier, Some(f)).map(|f| f.failure);
-            return Err(f.map_or_else(|| AuditError::Io("internal: lost a failure".into()), AuditError::Failed));
+            return Err(f.map_or_else(|| AuditError::Unreadable("internal: lost a failure".into()), AuditError::Failed));
         }
         pending = Some((items, jobs));
         progress.inc(count);
@@ -443,12 +442,17 @@ fn replay_in_windows(
     if let Some(f) = pending.as_ref().and_then(|(items, jobs)| verify_signatures(items, jobs)) {
         return Err(f.failure.into());
     }
-    Ok(Replayed { state: replay.state, tree: replay.tree, head: replay.head, signatures: replay.signatures })
+    Ok(Replayed {
+        state: replay.fold.into_state(),
+        tree: replay.tree,
+        head: replay.head,
+        signatures: replay.signatures,
+    })
 }
 
 /// Checks 4 and 5 after the pass: the Merkle root against the signed checkpoint, and
 /// consistency with the checkpoint saved by the previous run.
-pub fn check_checkpoints(
+pub(crate) fn check_checkpoints(
     tree: &MemoryTree,
     checkpoint: &SignedCheckpoint,
     saved: Option<&SignedCheckpoint>,
@@ -570,7 +574,7 @@ impl Report {
 }
 
 /// A progress bar on stderr when it is a terminal and `wanted`; hidden otherwise.
-pub fn progress_bar(len: Option<u64>, wanted: bool) -> ProgressBar {
+pub(crate) fn progress_bar(len: Option<u64>, wanted: bool) -> ProgressBar {
     if !wanted || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -1,4 +1,4 @@
-//! Auditor verification (DESIGN.md section 9): `grantline verify`, `export`/`import`, the
+//! Auditor verification (SPEC.md section 9): `grantline verify`, `export`/`import`, the
 //! live `monitor`, and offline receipts (`prove`, `verify-receipt`).
 //!
 //! The auditor trusts nothing but the pinned log key. Records come from a running server, a
@@ -12,13 +12,15 @@
 
 use std::fmt;
 
-pub mod archive;
-pub mod engine;
-pub mod http;
-pub mod monitor;
-pub mod receipt;
-pub mod source;
-pub mod statefile;
+use crate::client::ClientError;
+use crate::limits::{KEY_FILE_BYTES_MAX, NOTE_FILE_BYTES_MAX};
+
+pub(crate) mod archive;
+pub(crate) mod engine;
+pub(crate) mod monitor;
+pub(crate) mod receipt;
+pub(crate) mod source;
+pub(crate) mod statefile;
 
 /// Process exit codes of the auditor commands.
 pub mod exit {
@@ -55,7 +57,8 @@ a record: missing role or quorum, revoked or unknown signer key)."
 pub(crate) use exit_codes_help;
 
 /// The help text that documents the exit codes.
-pub const EXIT_CODES_HELP: &str = exit_codes_help!();
+#[cfg(test)]
+pub(crate) const EXIT_CODES_HELP: &str = exit_codes_help!();
 
 /// What a failed check says about the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +120,7 @@ impl fmt::Display for Failure {
 }
 
 /// Why an auditor command did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The log (or receipt) is not what it claims: tamper evidence.
     #[error("{0}")]
@@ -125,9 +128,20 @@ pub enum AuditError {
     /// Bad arguments or a missing input.
     #[error("{0}")]
     Usage(String),
-    /// The input could not be read.
+    /// Reading or writing an input failed: what, and the underlying error.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The server could not be asked, or refused.
+    #[error(transparent)]
+    Server(ClientError),
+    /// The input is incomplete or inconsistent in a way that proves nothing either way (a
+    /// record missing from a store, a stream that ended).
     #[error("{0}")]
-    Io(String),
+    Unreadable(String),
 }
 
 impl AuditError {
@@ -135,7 +149,7 @@ impl AuditError {
         match self {
             AuditError::Failed(f) => f.kind.exit_code(),
             AuditError::Usage(_) => exit::USAGE,
-            AuditError::Io(_) => exit::IO,
+            AuditError::Io { .. } | AuditError::Server(_) | AuditError::Unreadable(_) => exit::IO,
         }
     }
 
@@ -147,8 +161,18 @@ impl AuditError {
         }
     }
 
-    pub fn io(context: impl fmt::Display, e: impl fmt::Display) -> AuditError {
-        AuditError::Io(format!("{context}: {e}"))
+    pub fn io(context: impl fmt::Display, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AuditError {
+        AuditError::Io { context: context.to_string(), source: source.into() }
+    }
+}
+
+impl From<ClientError> for AuditError {
+    fn from(e: ClientError) -> AuditError {
+        match e {
+            // A request the client refused to make (a bad URL, a malformed id) is a usage error.
+            ClientError::Invalid(why) => AuditError::Usage(why),
+            e => AuditError::Server(e),
+        }
     }
 }
 
@@ -159,7 +183,7 @@ impl From<Failure> for AuditError {
 }
 
 /// Reads a pinned verifier key from its text (`name+id+base64`) or from a file holding it.
-pub fn read_log_key(text_or_path: &str) -> Result<ledger::keys::VerifierKey, AuditError> {
+pub(crate) fn read_log_key(text_or_path: &str) -> Result<ledger::keys::VerifierKey, AuditError> {
     if let Ok(key) = ledger::keys::VerifierKey::parse(text_or_path) {
         return Ok(key);
     }
@@ -175,16 +199,8 @@ pub fn read_log_key(text_or_path: &str) -> Result<ledger::keys::VerifierKey, Aud
     )))
 }
 
-/// Key files are tiny; anything larger is not a key.
-pub const KEY_FILE_BYTES_MAX: u64 = 4096;
-/// Checkpoint notes and state files are small (a note is at most 1 MiB).
-pub const NOTE_FILE_BYTES_MAX: u64 = ledger::note::NOTE_BYTES_MAX as u64;
-/// A receipt holds one record (a leaf of at most 64 KiB, three times over in its encodings),
-/// a proof and a checkpoint.
-pub const RECEIPT_FILE_BYTES_MAX: u64 = 4 << 20;
-
 /// Reads a whole file of at most `bytes_max` bytes.
-pub fn read_small_file(path: &std::path::Path, bytes_max: u64) -> Result<Vec<u8>, AuditError> {
+pub(crate) fn read_small_file(path: &std::path::Path, bytes_max: u64) -> Result<Vec<u8>, AuditError> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| AuditError::io(path.display(), e))?;
     let mut out = Vec::new();

@@ -11,27 +11,25 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ledger::b64;
+use ledger::checkpoint::{self, Acceptance, CheckpointFork};
 use ledger::keys::VerifierKey;
 use ledger::merkle;
 use ledger::Hash;
 
 use super::archive::open_checkpoint;
 use super::engine::{leaf_of, record_fields_agree};
-use super::http::Server;
-use super::source::EXPORT_LINE_BYTES_MAX;
 use super::statefile::{self, SignedCheckpoint};
 use super::{AuditError, Failure, FailureKind};
+use crate::client::Client;
 use crate::json::{hashes_from_b64, RecordJson};
+use crate::limits::EXPORT_LINE_BYTES_MAX;
+use crate::limits::{RECENT_RECORDS_MAX, STREAM_QUEUE_RECORDS_MAX};
 
 /// How often the checkpoint is polled, by default.
-pub const POLL_MS_DEFAULT: u64 = 1000;
-/// Chain hashes of recent records kept to compare with records proven later.
-pub const RECENT_RECORDS_MAX: usize = 65_536;
-/// Records buffered between the stream reader and the checker.
-pub const STREAM_QUEUE_RECORDS_MAX: usize = 4096;
+pub(crate) const POLL_MS_DEFAULT: u64 = 1000;
 
 #[derive(Debug, Clone)]
-pub struct MonitorOptions {
+pub(crate) struct MonitorOptions {
     pub poll_ms: u64,
     /// Check the current checkpoint and the records up to it, then exit.
     pub once: bool,
@@ -40,14 +38,14 @@ pub struct MonitorOptions {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MonitorReport {
+pub(crate) struct MonitorReport {
     pub checkpoints: u64,
     pub records: u64,
     pub size: u64,
 }
 
 struct Monitor<'a> {
-    server: &'a Server,
+    server: &'a Client,
     log_key: &'a VerifierKey,
     state_path: &'a Path,
     last: Option<SignedCheckpoint>,
@@ -70,51 +68,60 @@ impl Monitor<'_> {
         let cp = &new.checkpoint;
         if let Some(last) = &self.last {
             let old = &last.checkpoint;
-            if cp.size < old.size {
-                return Err(failed(
-                    FailureKind::Consistency,
-                    Some(cp.size),
-                    format!(
-                        "the log key signed a checkpoint of {} records after one of {}: the log shrank",
-                        cp.size, old.size
-                    ),
-                ));
-            }
-            if cp.size == old.size {
-                if cp.root == old.root {
-                    return Ok(());
+            // The acceptance rule is the ledger's; the proof is fetched only when it needs one.
+            let mut hashes = Vec::new();
+            if checkpoint::needs_consistency_proof(old, cp) {
+                let proof = self.server.consistency(old.size, cp.size)?;
+                hashes = hashes_from_b64(&proof.hashes)
+                    .ok_or_else(|| failed(FailureKind::Consistency, None, "a consistency proof hash is malformed"))?;
+                if proof.from != old.size || proof.to != cp.size {
+                    return Err(failed(FailureKind::Consistency, None, "the server answered a proof for other sizes"));
                 }
-                return Err(failed(
-                    FailureKind::Consistency,
-                    None,
-                    format!(
-                        "the log key signed two inconsistent checkpoints of {} records: roots {} and {}",
-                        cp.size,
-                        b64::encode(old.root),
-                        b64::encode(cp.root)
-                    ),
-                ));
             }
-            let proof = self.server.consistency(old.size, cp.size)?;
-            let hashes = hashes_from_b64(&proof.hashes)
-                .ok_or_else(|| failed(FailureKind::Consistency, None, "a consistency proof hash is malformed"))?;
-            if proof.from != old.size || proof.to != cp.size {
-                return Err(failed(FailureKind::Consistency, None, "the server answered a proof for other sizes"));
+            match checkpoint::accept_newer(old, cp, &hashes) {
+                Ok(Acceptance::Unchanged) => return Ok(()),
+                Ok(Acceptance::Extended) => {}
+                Err(CheckpointFork::Shrunk { .. }) => {
+                    return Err(failed(
+                        FailureKind::Consistency,
+                        Some(cp.size),
+                        format!(
+                            "the log key signed a checkpoint of {} records after one of {}: the log shrank",
+                            cp.size, old.size
+                        ),
+                    ));
+                }
+                Err(CheckpointFork::Forked { .. }) => {
+                    return Err(failed(
+                        FailureKind::Consistency,
+                        None,
+                        format!(
+                            "the log key signed two inconsistent checkpoints of {} records: roots {} and {}",
+                            cp.size,
+                            b64::encode(old.root),
+                            b64::encode(cp.root)
+                        ),
+                    ));
+                }
+                Err(CheckpointFork::Inconsistent { source: e, .. }) => {
+                    return Err(failed(
+                        FailureKind::Consistency,
+                        None,
+                        format!(
+                            "the log key signed two inconsistent checkpoints: {} records (root {}) and {} records \
+                             (root {}): {e}",
+                            old.size,
+                            b64::encode(old.root),
+                            cp.size,
+                            b64::encode(cp.root)
+                        ),
+                    ));
+                }
+                // Both were opened with the same log key, so they name the same origin.
+                Err(e @ CheckpointFork::OtherLog { .. }) => {
+                    return Err(failed(FailureKind::Consistency, None, e.to_string()));
+                }
             }
-            merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &hashes).map_err(|e| {
-                failed(
-                    FailureKind::Consistency,
-                    None,
-                    format!(
-                        "the log key signed two inconsistent checkpoints: {} records (root {}) and {} records \
-                         (root {}): {e}",
-                        old.size,
-                        b64::encode(old.root),
-                        cp.size,
-                        b64::encode(cp.root)
-                    ),
-                )
-            })?;
         }
         self.bind(&new)?;
         statefile::save(self.state_path, &new.note)?;
@@ -284,8 +291,8 @@ fn spawn_stream_reader(body: impl Read + Send + 'static) -> mpsc::Receiver<Resul
 }
 
 /// Runs the monitor until it fails, or until `--once`/`--duration-ms` says stop.
-pub fn run(
-    server: &Server,
+pub(crate) fn run(
+    server: &Client,
     log_key: &VerifierKey,
     state_path: &Path,
     opts: &MonitorOptions,
@@ -342,10 +349,10 @@ pub fn run(
         }
         match records.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(Ok(rj)) => m.on_record(&rj)?,
-            Ok(Err(why)) => return Err(AuditError::Io(why)),
+            Ok(Err(why)) => return Err(AuditError::Unreadable(why)),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(AuditError::Io("the event stream ended".into()));
+                return Err(AuditError::Unreadable("the event stream ended".into()));
             }
         }
     }

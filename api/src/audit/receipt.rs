@@ -8,18 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::open_checkpoint;
 use super::engine::{leaf_of, record_fields_agree};
-use super::http::Server;
 use super::{AuditError, Failure, FailureKind};
+use crate::client::Client;
 use crate::json::{hashes_from_b64, InclusionProof, RecordJson};
-
-/// Attempts to get a checkpoint that covers a record just appended (checkpoints are
-/// published right after each batch, so one more look is normally enough).
-pub const PROVE_ATTEMPTS_MAX: u32 = 20;
-pub const PROVE_RETRY_MS: u64 = 100;
+use crate::limits::{PROVE_ATTEMPTS_MAX, PROVE_RETRY_MS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Receipt {
+pub(crate) struct Receipt {
     pub record: RecordJson,
     pub inclusion: InclusionProof,
     /// The signed checkpoint note the proof is against.
@@ -28,7 +24,7 @@ pub struct Receipt {
 
 /// What a verified receipt proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proven {
+pub(crate) struct Proven {
     pub seq: u64,
     pub id: String,
     pub kind: String,
@@ -37,7 +33,7 @@ pub struct Proven {
 
 impl Receipt {
     /// The receipt file: one line of JSON.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).unwrap_or_default();
         out.push(b'\n');
         out
@@ -47,15 +43,16 @@ impl Receipt {
 /// Builds the receipt of event `id` from a server and checks it before handing it out.
 /// `log_key` pins the key; without it the server's own `/v1/log` key is used (trust on
 /// first use: the receipt is only as good as the key it is later checked with).
-pub fn prove(server: &Server, id: &str, log_key: Option<&VerifierKey>) -> Result<Receipt, AuditError> {
+pub(crate) fn prove(server: &Client, id: &str, log_key: Option<&VerifierKey>) -> Result<Receipt, AuditError> {
     let key = match log_key {
         Some(k) => k.clone(),
         None => {
             let info = server.log_info()?;
-            VerifierKey::parse(&info.log_key).map_err(|e| AuditError::Io(format!("the server's log key: {e}")))?
+            VerifierKey::parse(&info.log_key)
+                .map_err(|e| AuditError::Unreadable(format!("the server's log key: {e}")))?
         }
     };
-    let record = server.event_by_id(id)?.ok_or_else(|| AuditError::Usage(format!("no event with id {id:?}")))?;
+    let record = server.record_by_id(id)?.ok_or_else(|| AuditError::Usage(format!("no event with id {id:?}")))?;
     let mut attempt = 0;
     let (note, checkpoint) = loop {
         attempt += 1;
@@ -65,7 +62,7 @@ pub fn prove(server: &Server, id: &str, log_key: Option<&VerifierKey>) -> Result
             break (note, cp.checkpoint);
         }
         if attempt >= PROVE_ATTEMPTS_MAX {
-            return Err(AuditError::Io(format!(
+            return Err(AuditError::Unreadable(format!(
                 "the server's checkpoint ({} records) does not include seq {} yet",
                 cp.checkpoint.size, record.seq
             )));
@@ -81,7 +78,7 @@ pub fn prove(server: &Server, id: &str, log_key: Option<&VerifierKey>) -> Result
 /// Checks a receipt with no server: the checkpoint signature with the pinned key, the leaf
 /// hash recomputed from the leaf bytes, the inclusion proof, and every other record field
 /// against the leaf. Any changed byte fails.
-pub fn verify(bytes: &[u8], log_key: &VerifierKey) -> Result<Proven, AuditError> {
+pub(crate) fn verify(bytes: &[u8], log_key: &VerifierKey) -> Result<Proven, AuditError> {
     let receipt: Receipt =
         serde_json::from_slice(bytes).map_err(|e| AuditError::Usage(format!("not a grantline receipt: {e}")))?;
     let cp = open_checkpoint(&receipt.checkpoint, log_key, "the receipt's checkpoint")?.checkpoint;

@@ -1,5 +1,5 @@
 //! Where the auditor reads records from, in seq order and in windows: a data directory (the
-//! sled store, opened for reading only), an export file (JSON Lines of the DESIGN.md section 8
+//! sled store, opened for reading only), an export file (JSON Lines of the SPEC.md section 8
 //! record shape) or a running server (`GET /v1/events` pages).
 //!
 //! Sources only read. Decoding and every check happen in the engine, so a source hands over
@@ -10,13 +10,10 @@ use std::path::{Path, PathBuf};
 
 use ledger::store::{Store, RANGE_RECORDS_MAX};
 
-use super::http::{Server, PAGE_RECORDS};
 use super::AuditError;
+use crate::client::Client;
 use crate::json::RecordJson;
-
-/// A leaf is at most 64 KiB; its line holds it in base64 three times (leaf, envelope,
-/// statement) plus a few hashes, so a longer line is not a record.
-pub const EXPORT_LINE_BYTES_MAX: usize = 512 * 1024;
+use crate::limits::{EVENTS_PAGE_RECORDS_MAX, EXPORT_LINE_BYTES_MAX};
 
 /// One record as read, not yet decoded or checked.
 #[derive(Debug, Clone)]
@@ -61,13 +58,13 @@ impl DataDirSource {
 }
 
 /// Opens the store of an existing data directory (never creates one).
-pub fn open_store(dir: &Path) -> Result<Store, AuditError> {
+pub(crate) fn open_store(dir: &Path) -> Result<Store, AuditError> {
     let db = dir.join("db");
     if !db.is_dir() {
         return Err(AuditError::Usage(format!("{}: not a data directory (no db inside)", dir.display())));
     }
     Store::open(&db).map_err(|e| {
-        AuditError::Io(format!(
+        AuditError::Unreadable(format!(
             "{}: cannot open the store: {e} (a running server holds it locked: verify it with --server, or stop it)",
             db.display()
         ))
@@ -85,7 +82,7 @@ impl RecordSource for DataDirSource {
             .range(self.next, limit)
             .map_err(|e| AuditError::io(format!("{}: reading from seq {}", self.dir.display(), self.next), e))?;
         if records.is_empty() {
-            return Err(AuditError::Io(format!("{}: record {} is missing", self.dir.display(), self.next)));
+            return Err(AuditError::Unreadable(format!("{}: record {} is missing", self.dir.display(), self.next)));
         }
         self.next += records.len() as u64;
         Ok(records.into_iter().map(|r| Raw::Leaf(r.leaf().to_vec())).collect())
@@ -101,7 +98,7 @@ impl RecordSource for DataDirSource {
 }
 
 /// The records of an export file (JSON Lines), or of any reader in that format.
-pub struct ExportSource {
+pub(crate) struct ExportSource {
     reader: Box<dyn BufRead + Send>,
     line: u64,
     name: String,
@@ -109,12 +106,12 @@ pub struct ExportSource {
 }
 
 impl ExportSource {
-    pub fn open(path: &Path) -> Result<ExportSource, AuditError> {
+    pub(crate) fn open(path: &Path) -> Result<ExportSource, AuditError> {
         let file = std::fs::File::open(path).map_err(|e| AuditError::io(path.display(), e))?;
         Ok(ExportSource::from_reader(BufReader::with_capacity(1 << 20, file), path.display().to_string()))
     }
 
-    pub fn from_reader(reader: impl BufRead + Send + 'static, name: String) -> ExportSource {
+    pub(crate) fn from_reader(reader: impl BufRead + Send + 'static, name: String) -> ExportSource {
         ExportSource { reader: Box::new(reader), line: 0, name, done: false }
     }
 
@@ -175,14 +172,14 @@ impl RecordSource for ExportSource {
 
 /// The records of a running server, paging `GET /v1/events` up to `size` (the size of the
 /// checkpoint being verified: records past it are not covered by it).
-pub struct ServerSource<'a> {
-    server: &'a Server,
+pub(crate) struct ServerSource<'a> {
+    server: &'a Client,
     next: u64,
     size: u64,
 }
 
 impl<'a> ServerSource<'a> {
-    pub fn new(server: &'a Server, size: u64) -> ServerSource<'a> {
+    pub(crate) fn new(server: &'a Client, size: u64) -> ServerSource<'a> {
         ServerSource { server, next: 0, size }
     }
 }
@@ -191,7 +188,8 @@ impl RecordSource for ServerSource<'_> {
     fn next_window(&mut self, max: usize) -> Result<Vec<Raw>, AuditError> {
         let mut out = Vec::with_capacity(max.min(4096));
         while self.next < self.size && out.len() < max {
-            let want = (self.size - self.next).min(PAGE_RECORDS as u64).min((max - out.len()) as u64) as usize;
+            let want =
+                (self.size - self.next).min(EVENTS_PAGE_RECORDS_MAX as u64).min((max - out.len()) as u64) as usize;
             let page = self.server.events(self.next, want)?;
             if page.is_empty() {
                 // Fewer records than the checkpoint commits to: the engine reports it.
@@ -216,18 +214,21 @@ impl RecordSource for ServerSource<'_> {
 }
 
 /// Records already in memory (tests, import).
-pub struct MemorySource {
+#[cfg(test)]
+pub(crate) struct MemorySource {
     items: std::vec::IntoIter<Raw>,
     len: u64,
 }
 
+#[cfg(test)]
 impl MemorySource {
-    pub fn new(items: Vec<Raw>) -> MemorySource {
+    pub(crate) fn new(items: Vec<Raw>) -> MemorySource {
         let len = items.len() as u64;
         MemorySource { items: items.into_iter(), len }
     }
 }
 
+#[cfg(test)]
 impl RecordSource for MemorySource {
     fn next_window(&mut self, max: usize) -> Result<Vec<Raw>, AuditError> {
         Ok(self.items.by_ref().take(max).collect())

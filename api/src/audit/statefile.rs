@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{read_small_file, AuditError, NOTE_FILE_BYTES_MAX};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateFile {
+pub(crate) struct StateFile {
     /// The last checkpoint this auditor verified, as signed note text.
     pub checkpoint: String,
 }
@@ -33,7 +33,7 @@ impl SignedCheckpoint {
 }
 
 /// Loads the saved checkpoint; `None` when the file does not exist yet (first run).
-pub fn load(path: &Path, log_key: &VerifierKey) -> Result<Option<SignedCheckpoint>, AuditError> {
+pub(crate) fn load(path: &Path, log_key: &VerifierKey) -> Result<Option<SignedCheckpoint>, AuditError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -50,7 +50,7 @@ pub fn load(path: &Path, log_key: &VerifierKey) -> Result<Option<SignedCheckpoin
 }
 
 /// Saves `note` as the last verified checkpoint, atomically.
-pub fn save(path: &Path, note: &str) -> Result<(), AuditError> {
+pub(crate) fn save(path: &Path, note: &str) -> Result<(), AuditError> {
     let state = StateFile { checkpoint: note.to_string() };
     let mut bytes = serde_json::to_vec_pretty(&state).map_err(|e| AuditError::io(path.display(), e))?;
     bytes.push(b'\n');
@@ -58,7 +58,7 @@ pub fn save(path: &Path, note: &str) -> Result<(), AuditError> {
 }
 
 /// Writes `bytes` to `path` via a temp file in the same directory, fsync and rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AuditError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),

@@ -7,18 +7,20 @@ use ledger::keys::SigningKey;
 use ledger::merkle::MemoryTree;
 use ledger::record::Record;
 use ledger::statement::{format_rfc3339_ms, Statement};
-use projector::{Event, Rejection, State};
+use projector::{Rejection, State};
+
+use crate::fold::{AdmitError, Fold};
 use serde_json::{json, Value};
 
 use super::source::Raw;
 use super::statefile::SignedCheckpoint;
 use crate::json::RecordJson;
 
-pub const ORIGIN: &str = "ledger.test/ci";
+pub(crate) const ORIGIN: &str = "ledger.test/ci";
 /// 2026-11-29T00:00:00Z.
-pub const START_MS: i64 = 1_795_910_400_000;
+pub(crate) const START_MS: i64 = 1_795_910_400_000;
 
-pub struct TestLog {
+pub(crate) struct TestLog {
     pub log_key: SigningKey,
     pub automation: SigningKey,
     pub admin: SigningKey,
@@ -30,7 +32,7 @@ pub struct TestLog {
 
 impl TestLog {
     /// A log holding only its genesis.
-    pub fn new() -> TestLog {
+    pub(crate) fn new() -> TestLog {
         let log_key = SigningKey::generate(ORIGIN).unwrap();
         let automation = SigningKey::generate("automation").unwrap();
         let admin = SigningKey::generate("admin").unwrap();
@@ -54,7 +56,7 @@ impl TestLog {
     }
 
     /// A statement by `actor`, with a fresh id.
-    pub fn statement(&mut self, kind: &str, actor: &str, data: Value) -> Statement {
+    pub(crate) fn statement(&mut self, kind: &str, actor: &str, data: Value) -> Statement {
         self.counter += 1;
         let id = format!("t-{}", self.counter);
         self.statement_with_id(&id, kind, actor, data)
@@ -84,29 +86,30 @@ impl TestLog {
     }
 
     /// Signs, checks with the projector, appends and applies: what the server does.
-    pub fn append_statement(&mut self, st: &Statement, keys: &[&SigningKey]) -> Result<Record, Rejection> {
+    pub(crate) fn append_statement(&mut self, st: &Statement, keys: &[&SigningKey]) -> Result<Record, Rejection> {
         self.now_ms += 1000;
         let env = Envelope::sign(st.to_payload(), keys);
-        let signers: Vec<String> = crate::replay::verify_signers(&self.state, &env, st)
-            .map_err(|e| Rejection {
-                code: "bad_signature".into(),
+        let signers = crate::fold::verify_signers(&self.state, &env, st).map_err(|e| Rejection {
+            code: "bad_signature".into(),
+            message: e.to_string(),
+            kind: projector::RejectionKind::Unauthenticated,
+        })?;
+        let mut fold = Fold::from_state(std::mem::take(&mut self.state));
+        let admitted = fold.admit(st, &signers, self.now_ms);
+        self.state = fold.into_state();
+        match admitted {
+            Ok(_) => Ok(self.push_envelope(&env.canonical_json())),
+            Err(AdmitError::Rejected(rejection)) => Err(rejection),
+            Err(e @ AdmitError::KeyInactive { .. }) => Err(Rejection {
+                code: "key_inactive".into(),
                 message: e.to_string(),
                 kind: projector::RejectionKind::Unauthenticated,
-            })?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        projector::check(&self.state, st, &signers, self.now_ms)?;
-        let rec = self.push_envelope(&env.canonical_json());
-        projector::apply(
-            &mut self.state,
-            &Event { seq: rec.seq, received_at_ms: rec.received_at_ms, statement: st, signers: &signers },
-        );
-        Ok(rec)
+            }),
+        }
     }
 
     /// Appends an envelope as a record, linked into the chain, with no check at all.
-    pub fn push_envelope(&mut self, envelope: &[u8]) -> Record {
+    pub(crate) fn push_envelope(&mut self, envelope: &[u8]) -> Record {
         let seq = self.records.len() as u64;
         let prev = self.records.last().map_or([0; 32], Record::chain_hash);
         let rec = Record::new(seq, prev, self.now_ms, envelope).unwrap();
@@ -114,13 +117,13 @@ impl TestLog {
         rec
     }
 
-    pub fn event(&mut self, kind: &str, actor: &str, data: Value, keys: &[&SigningKey]) -> Record {
+    pub(crate) fn event(&mut self, kind: &str, actor: &str, data: Value, keys: &[&SigningKey]) -> Record {
         let st = self.statement(kind, actor, data);
         self.append_statement(&st, keys).unwrap_or_else(|e| panic!("{kind} by {actor}: {e}"))
     }
 
     /// Registers an actor with roles; returns its key.
-    pub fn register(&mut self, name: &str, roles: &[&str]) -> SigningKey {
+    pub(crate) fn register(&mut self, name: &str, roles: &[&str]) -> SigningKey {
         let key = SigningKey::generate(name).unwrap();
         let admin = self.admin.clone();
         self.event(
@@ -133,7 +136,7 @@ impl TestLog {
     }
 
     /// Appends what the automation key must append now (grants on quorum).
-    pub fn run_automation(&mut self) -> Vec<Record> {
+    pub(crate) fn run_automation(&mut self) -> Vec<Record> {
         let automation = self.automation.clone();
         projector::automation(&self.state, self.now_ms)
             .into_iter()
@@ -143,7 +146,7 @@ impl TestLog {
 
     /// A typical log: reviewers, a requester, a resource needing two approvals, `requests`
     /// requests each approved twice and granted by the automation key.
-    pub fn typical(requests: usize) -> (TestLog, Keys) {
+    pub(crate) fn typical(requests: usize) -> (TestLog, Keys) {
         let mut log = TestLog::new();
         let alice = log.register("alice", &["reviewer"]);
         let bob = log.register("bob", &["reviewer"]);
@@ -171,12 +174,12 @@ impl TestLog {
         (log, Keys { alice, carol })
     }
 
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.records.len() as u64
     }
 
     /// The checkpoint of the first `size` records, signed by the log key.
-    pub fn checkpoint_at(&self, size: u64) -> SignedCheckpoint {
+    pub(crate) fn checkpoint_at(&self, size: u64) -> SignedCheckpoint {
         let mut tree = MemoryTree::new();
         for rec in &self.records[..size as usize] {
             tree.push(rec.leaf_hash());
@@ -185,16 +188,16 @@ impl TestLog {
         SignedCheckpoint::open(&note, &self.log_key.verifier()).unwrap()
     }
 
-    pub fn checkpoint(&self) -> SignedCheckpoint {
+    pub(crate) fn checkpoint(&self) -> SignedCheckpoint {
         self.checkpoint_at(self.size())
     }
 
-    pub fn leaves(&self) -> Vec<Raw> {
+    pub(crate) fn leaves(&self) -> Vec<Raw> {
         self.records.iter().map(|r| Raw::Leaf(r.leaf().to_vec())).collect()
     }
 
     /// The records as export lines.
-    pub fn lines(&self) -> Vec<Raw> {
+    pub(crate) fn lines(&self) -> Vec<Raw> {
         self.records
             .iter()
             .enumerate()
@@ -206,13 +209,13 @@ impl TestLog {
     }
 }
 
-pub struct Keys {
+pub(crate) struct Keys {
     pub alice: SigningKey,
     pub carol: SigningKey,
 }
 
 /// Re-chains `records` from `from` on, so only the records' own content is wrong.
-pub fn relink(records: &mut [Record], from: usize) {
+pub(crate) fn relink(records: &mut [Record], from: usize) {
     for i in from..records.len() {
         let prev = if i == 0 { [0; 32] } else { records[i - 1].chain_hash() };
         let r = &records[i];

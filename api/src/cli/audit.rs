@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use ledger::keys::VerifierKey;
 
-use super::{CliError, CliResult};
+use super::error::{CliError, CliResult};
 use crate::audit::engine::{self, VerifyJob};
-use crate::audit::http::Server;
 use crate::audit::monitor::{MonitorOptions, POLL_MS_DEFAULT};
 use crate::audit::source::{DataDirSource, ExportSource, RecordSource, ServerSource};
 use crate::audit::statefile::{self, SignedCheckpoint};
-use crate::audit::{archive, exit_codes_help, read_log_key, read_small_file, receipt, AuditError, NOTE_FILE_BYTES_MAX};
+use crate::audit::{archive, exit_codes_help, read_log_key, read_small_file, receipt, AuditError};
+use crate::client::Client;
+use crate::limits::{NOTE_FILE_BYTES_MAX, RECEIPT_FILE_BYTES_MAX};
 
 const VERIFY_HELP: &str = concat!(
     "\
@@ -38,7 +39,7 @@ The checkpoint is --checkpoint FILE, else the server's latest (--server), else t
 /// Verify the whole log without trusting the server.
 #[derive(Args, Debug)]
 #[command(after_help = VERIFY_HELP)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub from: LogSource,
     /// The log's verifier key (or a file holding it): the only thing trusted.
@@ -55,7 +56,7 @@ pub struct VerifyArgs {
 /// Exactly one place to read the log from.
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
-pub struct LogSource {
+pub(crate) struct LogSource {
     /// A running server (pages through GET /v1/events).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -72,7 +73,7 @@ pub struct LogSource {
 #[command(
     after_help = "Examples:\n  grantline export --data /var/lib/grantline > log.jsonl\n  grantline export --server http://127.0.0.1:8080 --checkpoint-out checkpoint.txt > log.jsonl\n\nWith --server, the export holds exactly the records of the checkpoint written to --checkpoint-out.\nWith --data, --checkpoint-out signs a checkpoint with the data directory's log key."
 )]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub from: ExportSourceArgs,
     /// Write the export here instead of stdout.
@@ -85,7 +86,7 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
-pub struct ExportSourceArgs {
+pub(crate) struct ExportSourceArgs {
     /// A running server.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -97,7 +98,7 @@ pub struct ExportSourceArgs {
 /// Read an export into a new data directory, verifying it completely first.
 #[derive(Args, Debug)]
 #[command(after_help = concat!("Example:\n  grantline import log.jsonl --data /var/lib/grantline-restored --checkpoint checkpoint.txt --log-key log.pub\n\nNothing is written unless every check passes; the directory appears only when complete.\nThe private keys are not part of an export: copy log.key and automation.key back yourself.", "\n\n", exit_codes_help!()))]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The export file.
     pub file: PathBuf,
     /// The new data directory (must not exist, or be empty).
@@ -114,7 +115,7 @@ pub struct ImportArgs {
 /// Watch a server: every checkpoint must be consistent with the last, every record linked.
 #[derive(Args, Debug)]
 #[command(after_help = concat!("Example:\n  grantline monitor --server http://127.0.0.1:8080 --log-key log.pub --state monitor.json\n\nFollows GET /v1/events/stream and polls GET /v1/checkpoint. Saves the last good checkpoint in\n--state. Exits non-zero, loudly, at the first inconsistency or invalid record.", "\n\n", exit_codes_help!()))]
-pub struct MonitorArgs {
+pub(crate) struct MonitorArgs {
     /// The server to watch.
     #[arg(long, value_name = "URL")]
     pub server: String,
@@ -140,11 +141,11 @@ pub struct MonitorArgs {
 #[command(
     after_help = "Example:\n  grantline prove open-gpu-1 > receipt.json\n  grantline verify-receipt receipt.json --log-key log.pub"
 )]
-pub struct ProveArgs {
+pub(crate) struct ProveArgs {
     /// The event's id (the statement id).
     pub id: String,
     #[command(flatten)]
-    pub server: super::ServerOpt,
+    pub server: super::signer::ServerOpt,
     /// Pin the log key (default: the server's, from GET /v1/log).
     #[arg(long, value_name = "VKEY")]
     pub log_key: Option<String>,
@@ -156,7 +157,7 @@ pub struct ProveArgs {
 /// Check a receipt with no server: checkpoint signature, leaf hash, inclusion proof, fields.
 #[derive(Args, Debug)]
 #[command(after_help = concat!("Example:\n  grantline verify-receipt receipt.json --log-key log.pub", "\n\n", exit_codes_help!()))]
-pub struct VerifyReceiptArgs {
+pub(crate) struct VerifyReceiptArgs {
     /// The receipt file (from `grantline prove`).
     pub file: PathBuf,
     /// The log's verifier key (or a file holding it).
@@ -184,7 +185,7 @@ fn read_checkpoint(path: &Path, key: &VerifierKey) -> Result<SignedCheckpoint, C
     Ok(archive::open_checkpoint(&note, key, &format!("checkpoint {}", path.display()))?)
 }
 
-pub fn verify(a: VerifyArgs) -> CliResult {
+pub(super) fn verify(a: VerifyArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
     let given = a.checkpoint.as_deref().map(|p| read_checkpoint(p, &key)).transpose()?;
     let saved = || -> Result<Option<SignedCheckpoint>, CliError> {
@@ -193,7 +194,7 @@ pub fn verify(a: VerifyArgs) -> CliResult {
             None => None,
         })
     };
-    let server = a.from.server.as_deref().map(Server::new).transpose()?;
+    let server = a.from.server.as_deref().map(Client::new).transpose()?;
     let checkpoint = match (given, &server) {
         (Some(cp), _) => cp,
         (None, Some(server)) => archive::open_checkpoint(&server.checkpoint()?, &key, "the server's checkpoint")?,
@@ -226,11 +227,11 @@ fn output(out: Option<&Path>) -> Result<Box<dyn Write>, CliError> {
     })
 }
 
-pub fn export(a: ExportArgs) -> CliResult {
+pub(super) fn export(a: ExportArgs) -> CliResult {
     let mut out = output(a.out.as_deref())?;
     let (count, note) = match (&a.from.server, &a.from.data) {
         (Some(url), _) => {
-            let server = Server::new(url)?;
+            let server = Client::new(url)?;
             let note = server.checkpoint()?;
             let info = server.log_info()?;
             let key =
@@ -262,7 +263,7 @@ pub fn export(a: ExportArgs) -> CliResult {
     Ok(())
 }
 
-pub fn import(a: ImportArgs) -> CliResult {
+pub(super) fn import(a: ImportArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
     let checkpoint = read_checkpoint(&a.checkpoint, &key)?;
     let job = VerifyJob { log_key: &key, checkpoint: &checkpoint, state_path: None, progress: true };
@@ -272,9 +273,9 @@ pub fn import(a: ImportArgs) -> CliResult {
     Ok(())
 }
 
-pub fn monitor(a: MonitorArgs) -> CliResult {
+pub(super) fn monitor(a: MonitorArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
-    let server = Server::new(&a.server)?;
+    let server = Client::new(&a.server)?;
     let opts = MonitorOptions { poll_ms: a.poll_ms, once: a.once, duration_ms: a.duration_ms };
     let mut say = |line: &str| eprintln!("{line}");
     match crate::audit::monitor::run(&server, &key, &a.state, &opts, &mut say) {
@@ -297,8 +298,8 @@ pub fn monitor(a: MonitorArgs) -> CliResult {
     }
 }
 
-pub fn prove(a: ProveArgs) -> CliResult {
-    let server = Server::new(&a.server.server)?;
+pub(super) fn prove(a: ProveArgs) -> CliResult {
+    let server = Client::new(&a.server.server)?;
     let key = a.log_key.as_deref().map(log_key).transpose()?;
     let receipt = receipt::prove(&server, &a.id, key.as_ref())?;
     let mut out = output(a.out.as_deref())?;
@@ -306,9 +307,9 @@ pub fn prove(a: ProveArgs) -> CliResult {
     Ok(())
 }
 
-pub fn verify_receipt(a: VerifyReceiptArgs) -> CliResult {
+pub(super) fn verify_receipt(a: VerifyReceiptArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
-    let bytes = read_small_file(&a.file, crate::audit::RECEIPT_FILE_BYTES_MAX)?;
+    let bytes = read_small_file(&a.file, RECEIPT_FILE_BYTES_MAX)?;
     let proven = receipt::verify(&bytes, &key)?;
     println!(
         "receipt verified: event {} ({}) is seq {} of the log {} (checkpoint of {} records)",

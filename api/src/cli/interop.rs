@@ -8,8 +8,8 @@ use ledger::dsse::Envelope;
 use ledger::statement::Statement;
 use projector::interop::StatementContext;
 
-use super::write::Signer;
-use super::{read_input_file, CliError, CliResult, ServerOpt, SignerOpts};
+use super::error::{CliError, CliResult};
+use super::signer::{read_input_file, ServerOpt, Signer, SignerOpts};
 use crate::client::ClientError;
 
 /// Import a Cirun .access.yml as admin-signed resource and grant events (a migration).
@@ -17,7 +17,7 @@ use crate::client::ClientError;
 #[command(
     after_help = "Example:\n  grantline import-cirun-access --key admin.key .cirun/.access.yml\n\nStatement ids are derived from the file, so running the import again adds nothing new."
 )]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// The .access.yml file.
@@ -27,7 +27,7 @@ pub struct ImportArgs {
 /// Write the current allocations as a Cirun .access.yml.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline export-cirun-access --out .cirun/.access.yml")]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     /// Output file (default: stdout).
@@ -39,7 +39,7 @@ pub struct ExportArgs {
 /// feedstocks' `github_actions_labels` must stay within.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline export-runner-labels --out runner-labels.json")]
-pub struct ExportRunnerLabelsArgs {
+pub(crate) struct ExportRunnerLabelsArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     /// Output file (default: stdout).
@@ -48,9 +48,9 @@ pub struct ExportRunnerLabelsArgs {
 }
 
 /// Id prefix of the statements one import of this file makes.
-pub const CIRUN_IMPORT_ID_PREFIX: &str = "cirun-import:";
+pub(super) const CIRUN_IMPORT_ID_PREFIX: &str = "cirun-import:";
 
-pub fn import(a: ImportArgs) -> CliResult {
+pub(super) fn import(a: ImportArgs) -> CliResult {
     let yaml = read_input_file(&a.file)?;
     let s = Signer::open(&a.signer)?;
     let ctx = context(&s, CIRUN_IMPORT_ID_PREFIX);
@@ -61,7 +61,7 @@ pub fn import(a: ImportArgs) -> CliResult {
     Ok(())
 }
 
-pub fn export(a: ExportArgs) -> CliResult {
+pub(super) fn export(a: ExportArgs) -> CliResult {
     let client = a.server.client()?;
     let yaml = client.get_text("/v1/exports/cirun-access.yml")?;
     match a.out {
@@ -74,7 +74,7 @@ pub fn export(a: ExportArgs) -> CliResult {
     Ok(())
 }
 
-pub fn export_runner_labels(a: ExportRunnerLabelsArgs) -> CliResult {
+pub(super) fn export_runner_labels(a: ExportRunnerLabelsArgs) -> CliResult {
     let client = a.server.client()?;
     let labels: BTreeMap<String, Vec<String>> = client.get_json("/v1/exports/runner-labels.json", &[])?;
     let json = serde_json::to_string_pretty(&labels).map_err(|e| CliError::new(e.to_string()))? + "\n";
@@ -89,7 +89,7 @@ pub fn export_runner_labels(a: ExportRunnerLabelsArgs) -> CliResult {
 }
 
 /// `grantline request --from-admin-request FILE`: the statements the file means, posted.
-pub fn post_admin_request(s: &Signer, path: &Path) -> CliResult {
+pub(super) fn post_admin_request(s: &Signer, path: &Path) -> CliResult {
     let yaml = read_input_file(path)?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("file");
     let stem: String =
@@ -120,7 +120,7 @@ fn context(s: &Signer, id_prefix: &str) -> StatementContext {
 /// Signs and posts statements in order. Their ids are deterministic, so one that is already
 /// logged (from an earlier run, with an older `issued_at`) counts as done when its type and
 /// data are the same. Returns (new, already logged).
-pub fn post_statements(s: &Signer, statements: &[Statement]) -> Result<(usize, usize), CliError> {
+pub(super) fn post_statements(s: &Signer, statements: &[Statement]) -> Result<(usize, usize), CliError> {
     let (mut new, mut existing) = (0, 0);
     for st in statements {
         let envelope = Envelope::sign(st.to_payload(), &[&s.key]);

@@ -12,7 +12,7 @@
 //!   1,000,000-record log of the benchmarks in seconds instead of minutes.
 //!
 //! `usage.reported` is the event because it is the common one in production and the state
-//! does not grow with it (DESIGN.md: counters, not objects), so a long run measures the log,
+//! does not grow with it (usage adds to counters, not to a list of objects), so a long run measures the log,
 //! not a growing projection.
 
 use std::collections::BTreeMap;
@@ -29,29 +29,22 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::cli::{CliError, CliResult, ServerOpt};
+use super::error::{CliError, CliResult};
+use super::signer::ServerOpt;
+use crate::fold::{Fold, Signer};
 use crate::json::LogInfo;
+use crate::limits::{
+    LOADGEN_ACTORS_MAX, LOADGEN_APPEND_RATE_MAX, LOADGEN_BACKGROUND_CONNECTIONS, LOADGEN_CONNECTIONS_MAX,
+    LOADGEN_DURATION_S_MAX, LOADGEN_EVENTS_MAX, LOADGEN_REQUEST_TIMEOUT_MS, LOADGEN_RESPONSE_BODY_BYTES_MAX,
+    LOADGEN_RESPONSE_HEAD_BYTES_MAX,
+};
 
-/// Connections one run may open.
-pub const LOADGEN_CONNECTIONS_MAX: usize = 1024;
-/// Envelopes one run may pre-sign (they are held in memory).
-pub const LOADGEN_EVENTS_MAX: u64 = 10_000_000;
-/// Actors one run registers.
-pub const LOADGEN_ACTORS_MAX: usize = 1024;
-/// Longest read run.
-pub const LOADGEN_DURATION_S_MAX: u64 = 3600;
-/// Highest background append rate.
-pub const LOADGEN_APPEND_RATE_MAX: u64 = 100_000;
-/// Connections the background appender of the read modes uses.
-const BACKGROUND_CONNECTIONS: usize = 32;
-/// Per-request timeout of the load generator's client.
-const LOADGEN_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// The unit of the resource the setup defines.
 const RESOURCE_UNIT: &str = "runner-minutes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Post pre-signed envelopes (`usage.reported`) as fast as the server takes them.
     Appends,
     /// `GET /v1/access/check` for a project with a grant.
@@ -72,7 +65,7 @@ pub enum Mode {
 #[command(
     after_help = "Examples:\n  grantline loadgen appends --admin-key grantline-data/admin.key --events 50000 --connections 64\n  grantline loadgen access-check --admin-key grantline-data/admin.key --duration-s 10 --append-rate 5000\n  grantline loadgen inclusion --duration-s 10 --json\n\nThe setup (actors, a resource, grants) is signed with --admin-key and uses fresh names each run."
 )]
-pub struct LoadgenArgs {
+pub(crate) struct LoadgenArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub mode: Mode,
@@ -110,7 +103,7 @@ pub struct LoadgenArgs {
 
 /// One measured phase.
 #[derive(Debug, Clone, Serialize)]
-pub struct Phase {
+pub(super) struct Phase {
     pub what: String,
     pub ok: u64,
     /// Non-success answers and transport errors, by HTTP status or "transport".
@@ -124,7 +117,7 @@ pub struct Phase {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub mode: Mode,
     pub log_size_before: u64,
     pub log_size_after: u64,
@@ -205,14 +198,14 @@ impl Tally {
 
 /// The names a run's setup creates; fresh per run (`lg<8 hex>`), so runs can repeat on one log.
 #[derive(Debug, Clone)]
-pub struct Cast {
+pub(super) struct Cast {
     pub tag: String,
     pub resource: String,
     pub actors: Vec<SigningKey>,
 }
 
 impl Cast {
-    pub fn new(actors: usize) -> Result<Cast, CliError> {
+    pub(super) fn new(actors: usize) -> Result<Cast, CliError> {
         let tag = crate::client::random_id("lg").replace('-', "")[..10].to_string();
         let actors = (0..actors)
             .map(|i| SigningKey::generate(&format!("{tag}-a{i}")))
@@ -221,7 +214,7 @@ impl Cast {
         Ok(Cast { resource: format!("{tag}-gpu"), tag, actors })
     }
 
-    pub fn project(&self, actor: usize) -> String {
+    pub(super) fn project(&self, actor: usize) -> String {
         format!("{}-p{actor}-feedstock", self.tag)
     }
 
@@ -281,7 +274,7 @@ fn statement(origin: &str, actor: &str, id: String, kind: &str, data: Value) -> 
 }
 
 /// Signs events `from..from + count` in parallel: (statement, canonical envelope, signer keyid).
-fn presign(cast: &Cast, origin: &str, from: u64, count: u64) -> Vec<(Statement, Vec<u8>, String)> {
+fn presign(cast: &Cast, origin: &str, from: u64, count: u64) -> Vec<(Statement, Vec<u8>, Signer)> {
     (from..from + count)
         .into_par_iter()
         .map(|n| {
@@ -289,12 +282,12 @@ fn presign(cast: &Cast, origin: &str, from: u64, count: u64) -> Vec<(Statement, 
             let key = &cast.actors[actor];
             let st = statement(origin, key.name(), id, kind, data);
             let env = Envelope::sign(st.to_payload(), &[key]).canonical_json();
-            (st, env, key.keyid())
+            (st, env, (key.keyid(), key.verifier()))
         })
         .collect()
 }
 
-pub fn run(args: LoadgenArgs) -> CliResult {
+pub(super) fn run(args: LoadgenArgs) -> CliResult {
     if args.connections == 0 || args.connections > LOADGEN_CONNECTIONS_MAX {
         return Err(CliError::new(format!("--connections must be 1 to {LOADGEN_CONNECTIONS_MAX}")));
     }
@@ -342,7 +335,7 @@ impl Http {
             return Err(CliError::new(format!("--server {server:?} must be an http:// URL")));
         }
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections + BACKGROUND_CONNECTIONS)
+            .pool_max_idle_per_host(connections + LOADGEN_BACKGROUND_CONNECTIONS)
             .tcp_nodelay(true)
             .timeout(Duration::from_millis(LOADGEN_REQUEST_TIMEOUT_MS))
             .build()
@@ -374,11 +367,6 @@ impl Http {
         Ok(status)
     }
 }
-
-/// Largest response head the measuring connection reads.
-const RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
-/// Largest response body the measuring connection reads (receipts and proofs are a few KB).
-const RESPONSE_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// One kept-alive HTTP/1.1 connection for the measured requests. A minimal client (one request
 /// at a time, `Content-Length` framing, which is what the server sends) costs the load
@@ -426,7 +414,7 @@ impl Conn {
                 if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     break i + 4;
                 }
-                if self.buf.len() > RESPONSE_HEAD_BYTES_MAX {
+                if self.buf.len() > LOADGEN_RESPONSE_HEAD_BYTES_MAX {
                     return Err(ConnError("response head too large".into()));
                 }
                 read_more(stream, &mut self.buf).await?;
@@ -449,7 +437,7 @@ impl Conn {
                 }
             }
             let length = length.ok_or_else(|| ConnError("response without Content-Length".into()))?;
-            if length > RESPONSE_BODY_BYTES_MAX {
+            if length > LOADGEN_RESPONSE_BODY_BYTES_MAX {
                 return Err(ConnError("response body too large".into()));
             }
             while self.buf.len() < head_end + length {
@@ -537,7 +525,7 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
         let bg = bg_bodies.map(|bodies| {
             let http = http.clone();
             let rate = args.append_rate;
-            tokio::spawn(async move { post_all(&http, bodies, BACKGROUND_CONNECTIONS, Some(rate)).await })
+            tokio::spawn(async move { post_all(&http, bodies, LOADGEN_BACKGROUND_CONNECTIONS, Some(rate)).await })
         });
         let main = read_all(&http, args, cast.as_ref(), size_before).await;
         let bg = match bg {
@@ -657,33 +645,34 @@ fn fill(args: &LoadgenArgs) -> CliResult {
     let admin_path = args.admin_key.clone().unwrap_or_else(|| dir.default_admin_key());
     let admin = SigningKey::read_file(&admin_path)?;
     let opened = crate::datadir::open(&dir)?;
-    let origin = opened.state.origin().ok_or_else(|| CliError::new("the log has no genesis"))?.to_string();
-    let (store, mut state) = (opened.store, opened.state);
+    let origin = opened.fold.state().origin().ok_or_else(|| CliError::new("the log has no genesis"))?.to_string();
+    let (store, mut fold) = (opened.store, opened.fold);
     let cast = Cast::new(args.actors)?;
     let started = Instant::now();
     let mut last_ms = match store.size().checked_sub(1).map(|s| store.get(s)) {
         Some(Ok(Some(rec))) => rec.received_at_ms,
         _ => 0,
     };
-    let admin_keyid = admin.keyid();
-    let setup: Vec<(Statement, Vec<u8>, String)> = cast
+    let admin_signer: Signer = (admin.keyid(), admin.verifier());
+    let setup: Vec<(Statement, Vec<u8>, Signer)> = cast
         .setup_statements()
         .into_iter()
         .map(|(_, id, kind, data)| {
             let st = statement(&origin, admin.name(), id, kind, data);
             let env = Envelope::sign(st.to_payload(), &[&admin]).canonical_json();
-            (st, env, admin_keyid.clone())
+            (st, env, admin_signer.clone())
         })
         .collect();
-    append_checked(&store, &mut state, setup, &mut last_ms)?;
+    append_admitted(&store, &mut fold, setup, &mut last_ms)?;
     let mut next = 0u64;
     while next < args.events {
         let count = (args.events - next).min(BATCH_ENTRIES_MAX as u64);
         let batch = presign(&cast, &origin, next, count);
-        append_checked(&store, &mut state, batch, &mut last_ms)?;
+        append_admitted(&store, &mut fold, batch, &mut last_ms)?;
         next += count;
     }
-    crate::state_snapshot::save(&store, &state, opened.replay_warnings).map_err(CliError::new)?;
+    crate::state_snapshot::save(&store, fold.state(), opened.replay_warnings)
+        .map_err(|e| CliError::new(format!("cannot save the projection snapshot: {e}")))?;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "fill: appended {} events in {elapsed:.1} s ({:.0}/s); the log has {} records",
@@ -694,28 +683,24 @@ fn fill(args: &LoadgenArgs) -> CliResult {
     Ok(())
 }
 
-/// Checks and applies each statement like the sequencer does, then appends them as one batch.
-fn append_checked(
+/// Admits each statement like the sequencer does, then appends them as one batch.
+fn append_admitted(
     store: &ledger::store::Store,
-    state: &mut projector::State,
-    batch: Vec<(Statement, Vec<u8>, String)>,
+    fold: &mut Fold,
+    batch: Vec<(Statement, Vec<u8>, Signer)>,
     last_ms: &mut i64,
 ) -> CliResult {
     let now = crate::now_ms().max(*last_ms);
-    let base = store.size();
     let mut entries = Vec::with_capacity(batch.len());
-    for (st, envelope, keyid) in batch {
-        let signers = [keyid];
-        projector::check(state, &st, &signers, now).map_err(|r| CliError::new(format!("{}: {r}", st.id)))?;
-        let seq = base + entries.len() as u64;
-        projector::apply(state, &projector::Event { seq, received_at_ms: now, statement: &st, signers: &signers });
+    for (st, envelope, signer) in batch {
+        fold.admit(&st, &[signer], now).map_err(|r| CliError::new(format!("{}: {r}", st.id)))?;
         entries.push(Entry { id: st.id, envelope, received_at_ms: now });
     }
     let outcomes = store.append(&entries).map_err(|e| CliError::new(e.to_string()))?;
     if !outcomes.iter().all(|o| matches!(o, AppendOutcome::Appended(_))) {
         return Err(CliError::new("the store did not append every entry as new"));
     }
-    debug_assert_eq!(store.size(), state.size());
+    debug_assert_eq!(store.size(), fold.size());
     *last_ms = now;
     Ok(())
 }

@@ -1,24 +1,21 @@
 //! The `grantline` command line. One module per group of commands; a new command is a new
 //! variant of [`Command`] plus a module.
 
-pub mod audit;
-pub mod interop;
-pub mod operate;
-pub mod read;
-pub mod table;
-pub mod write;
+mod audit;
+mod error;
+mod interop;
+mod loadgen;
+mod operate;
+mod read;
+mod signer;
+mod table;
+mod write;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::client::{Client, ClientError};
-
-/// Exit code for errors (clap uses 2 for usage errors).
-pub const EXIT_ERROR: u8 = 1;
-/// Exit code of `grantline check` when access is denied.
-pub const EXIT_DENIED: u8 = 3;
+use error::CliResult;
 
 const ABOUT: &str = "grantline: a transparent, signed ledger of who may use which CI runner.";
 
@@ -39,13 +36,13 @@ with --key FILE (env GRANTLINE_KEY): the key's name is the actor the event is ma
 
 #[derive(Parser, Debug)]
 #[command(name = "grantline", version, about = ABOUT, long_about = LONG_ABOUT)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     // Operating the ledger.
     Init(operate::InitArgs),
     Serve(operate::ServeArgs),
@@ -79,74 +76,10 @@ pub enum Command {
     Prove(audit::ProveArgs),
     VerifyReceipt(audit::VerifyReceiptArgs),
     // Benchmarks.
-    Loadgen(crate::loadgen::LoadgenArgs),
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 /// Which server to talk to.
-#[derive(Args, Debug, Clone)]
-pub struct ServerOpt {
-    /// The grantline server (plain http).
-    #[arg(long, env = "GRANTLINE_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
-    pub server: String,
-}
-
-impl ServerOpt {
-    pub fn client(&self) -> Result<Client, CliError> {
-        Ok(Client::new(&self.server)?)
-    }
-}
-
-/// Which server to post to and which key signs.
-#[derive(Args, Debug, Clone)]
-pub struct SignerOpts {
-    #[command(flatten)]
-    pub server: ServerOpt,
-    /// Private key file that signs the event; its name is the actor (made by `grantline keygen`).
-    #[arg(long, env = "GRANTLINE_KEY", value_name = "FILE")]
-    pub key: PathBuf,
-    /// Print the receipt as JSON instead of a sentence.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// An error for the user: a message and an exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub message: String,
-    pub code: u8,
-}
-
-impl CliError {
-    pub fn new(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: EXIT_ERROR }
-    }
-}
-
-impl From<ClientError> for CliError {
-    fn from(e: ClientError) -> CliError {
-        match e {
-            ClientError::Problem(p) => {
-                CliError::new(format!("{} (HTTP {}, {})\n  {}", p.title, p.status, p.code, p.detail))
-            }
-            other => CliError::new(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::datadir::DataDirError> for CliError {
-    fn from(e: crate::datadir::DataDirError) -> CliError {
-        CliError::new(e.to_string())
-    }
-}
-
-impl From<ledger::keys::KeyError> for CliError {
-    fn from(e: ledger::keys::KeyError) -> CliError {
-        CliError::new(e.to_string())
-    }
-}
-
-pub type CliResult = Result<(), CliError>;
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_)));
@@ -173,7 +106,7 @@ fn init_tracing(serving: bool) {
         .try_init();
 }
 
-pub fn run(cli: Cli) -> CliResult {
+pub(crate) fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Init(a) => operate::init(a),
         Command::Serve(a) => operate::serve(a),
@@ -202,15 +135,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Monitor(a) => audit::monitor(a),
         Command::Prove(a) => audit::prove(a),
         Command::VerifyReceipt(a) => audit::verify_receipt(a),
-        Command::Loadgen(a) => crate::loadgen::run(a),
+        Command::Loadgen(a) => loadgen::run(a),
     }
-}
-
-/// Reads a file the user named, with a size limit and a clear error.
-pub fn read_input_file(path: &std::path::Path) -> Result<String, CliError> {
-    let meta = std::fs::metadata(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-    if meta.len() > crate::limits::CLIENT_FILE_BYTES_MAX {
-        return Err(CliError::new(format!("{} is too large ({} bytes)", path.display(), meta.len())));
-    }
-    std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use ledger::keys::SigningKey;
 use ledger::statement::is_valid_actor_name;
 
-use super::{CliError, CliResult};
+use super::error::{CliError, CliResult};
 use crate::datadir::{self, DataDir, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_ORIGIN};
 use crate::limits::{QUEUE_DEPTH_ENV, SEQUENCER_QUEUE_DEPTH_MAX};
 use crate::server::{self, ServeConfig};
@@ -17,7 +17,7 @@ use crate::server::{self, ServeConfig};
 #[command(
     after_help = "Example:\n  grantline init --data /var/lib/grantline --origin ledger.example.org/ci \\\n      --admin alice --admin-key-out alice.key\n\nPrints the log's verifier key: give it to auditors so they can pin it."
 )]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Data directory to create (mode 0700); holds the database and the server's keys.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
@@ -37,7 +37,7 @@ pub struct InitArgs {
 #[command(
     after_help = "Examples:\n  grantline serve                      # ./grantline-data on 127.0.0.1:8080\n  grantline serve --data /var/lib/grantline --addr 0.0.0.0:8080\n\nOn first run over an empty directory it creates the ledger and writes the admin key to\n<DATA>/admin.key. Stop with Ctrl-C or SIGTERM. Logs go to stderr (RUST_LOG=debug for more)."
 )]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Data directory (created on first run).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data: PathBuf,
@@ -60,7 +60,7 @@ pub struct ServeArgs {
 #[command(
     after_help = "Example:\n  grantline keygen alice --out alice.key\n\nWrites the private key to FILE (mode 0600) and the verifier key to FILE.pub, and prints the\nverifier key: give it to an admin, who registers you with `grantline register-actor`."
 )]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Actor name: lowercase letters, digits, '.', '_' and '-' (e.g. conda-forge-bot).
     pub name: String,
     /// Where to write the private key (never overwritten).
@@ -68,7 +68,7 @@ pub struct KeygenArgs {
     pub out: PathBuf,
 }
 
-pub fn init(a: InitArgs) -> CliResult {
+pub(super) fn init(a: InitArgs) -> CliResult {
     let dir = DataDir::new(&a.data);
     let report = datadir::init(&dir, &a.origin, &a.admin, &a.admin_key_out)?;
     print_init_report(&dir, &report);
@@ -82,7 +82,7 @@ fn print_init_report(dir: &DataDir, report: &datadir::InitReport) {
     println!("  log verifier key (auditors pin this): {}", report.log_key);
 }
 
-pub fn serve(a: ServeArgs) -> CliResult {
+pub(super) fn serve(a: ServeArgs) -> CliResult {
     if a.queue_depth == 0 {
         return Err(CliError::new("--queue-depth must be at least 1"));
     }
@@ -100,7 +100,7 @@ pub fn serve(a: ServeArgs) -> CliResult {
     runtime.block_on(server::serve(config, opened)).map_err(|e| CliError::new(e.to_string()))
 }
 
-pub fn keygen(a: KeygenArgs) -> CliResult {
+pub(super) fn keygen(a: KeygenArgs) -> CliResult {
     if !is_valid_actor_name(&a.name) {
         return Err(CliError::new(format!(
             "invalid actor name {:?}: use lowercase letters, digits, '.', '_' and '-' (at most 64)",

@@ -4,8 +4,9 @@ use clap::Args;
 use projector::{Allocations, Explanation, RequestView, SponsorUsage};
 use serde::Deserialize;
 
+use super::error::{CliError, CliResult, EXIT_DENIED};
+use super::signer::ServerOpt;
 use super::table::Table;
-use super::{CliError, CliResult, ServerOpt, EXIT_DENIED};
 use crate::client::encode_path_segment;
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -19,7 +20,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 /// List the active grants: who may use which resource now (the public list).
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline allocations --resource cirun-openstack-gpu-large")]
-pub struct AllocationsArgs {
+pub(crate) struct AllocationsArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     #[arg(long)]
@@ -31,7 +32,7 @@ pub struct AllocationsArgs {
     pub json: bool,
 }
 
-pub fn allocations(a: AllocationsArgs) -> CliResult {
+pub(super) fn allocations(a: AllocationsArgs) -> CliResult {
     let client = a.server.client()?;
     let mut query = Vec::new();
     if let Some(r) = a.resource {
@@ -72,7 +73,7 @@ pub fn allocations(a: AllocationsArgs) -> CliResult {
 #[command(
     after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nEach step is ✓ or ✗, with `seq N`: the log record that proves it (GET /v1/events/N).\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2)."
 )]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     pub project: String,
@@ -91,7 +92,7 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub fn check(a: CheckArgs) -> CliResult {
+pub(super) fn check(a: CheckArgs) -> CliResult {
     let client = a.server.client()?;
     let mut query = vec![
         ("project", a.project.clone()),
@@ -145,7 +146,7 @@ fn checklist(e: &Explanation, github_id: Option<u64>) -> String {
 /// A sponsor's pools and how their credits are used.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline usage numfocus --from 2026-01-01 --to 2026-04-01")]
-pub struct UsageArgs {
+pub(crate) struct UsageArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     pub sponsor: String,
@@ -160,7 +161,7 @@ pub struct UsageArgs {
     pub json: bool,
 }
 
-pub fn usage(a: UsageArgs) -> CliResult {
+pub(super) fn usage(a: UsageArgs) -> CliResult {
     let client = a.server.client()?;
     let mut query = Vec::new();
     if let Some(f) = a.from {
@@ -209,7 +210,7 @@ pub fn usage(a: UsageArgs) -> CliResult {
 /// Requests with their approvals so far.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline requests --status pending")]
-pub struct RequestsArgs {
+pub(crate) struct RequestsArgs {
     #[command(flatten)]
     pub server: ServerOpt,
     /// pending, granted, denied or withdrawn.
@@ -225,7 +226,7 @@ struct RequestList {
     requests: Vec<RequestView>,
 }
 
-pub fn requests(a: RequestsArgs) -> CliResult {
+pub(super) fn requests(a: RequestsArgs) -> CliResult {
     let client = a.server.client()?;
     let query: Vec<(&str, String)> = a.status.map(|s| vec![("status", s)]).unwrap_or_default();
     let list: RequestList = client.get_json("/v1/requests", &query)?;

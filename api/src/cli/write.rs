@@ -5,55 +5,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ledger::keys::{SigningKey, VerifierKey};
+use ledger::keys::VerifierKey;
 use serde_json::{json, Map, Value};
 
-use super::{read_input_file, CliError, CliResult, SignerOpts};
-use crate::client::{random_id, sign_statement, Client, Submitted};
-
-/// A client that signs as one actor for one log.
-pub struct Signer {
-    pub client: Client,
-    pub key: SigningKey,
-    pub origin: String,
-    pub json: bool,
-}
-
-impl Signer {
-    pub fn open(opts: &SignerOpts) -> Result<Signer, CliError> {
-        let key = SigningKey::read_file(&opts.key)?;
-        let client = opts.server.client()?;
-        let origin = client.log_info()?.origin;
-        Ok(Signer { client, key, origin, json: opts.json })
-    }
-
-    /// Signs and posts one event; `id` defaults to a random unique id.
-    pub fn post(&self, kind: &str, id: Option<String>, data: Value) -> Result<Submitted, CliError> {
-        let id = id.unwrap_or_else(|| random_id(kind));
-        let (_, envelope) = sign_statement(&self.key, &self.origin, &id, kind, data);
-        self.client.post_envelope(envelope).map_err(|e| {
-            let mut err = CliError::from(e);
-            err.message = format!("the server did not log {kind} {id:?}: {}", err.message);
-            err
-        })
-    }
-
-    /// Prints what happened: the receipt as JSON with --json, else a sentence.
-    pub fn report(&self, submitted: &Submitted, summary: &str) {
-        let r = &submitted.receipt;
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-            return;
-        }
-        if submitted.new {
-            println!("{summary}");
-            println!("  logged as record {} (id {}), in checkpoint of size {}", r.seq, r.id, r.inclusion.tree_size);
-        } else {
-            println!("{summary} (already logged: identical re-submission)");
-            println!("  record {} (id {})", r.seq, r.id);
-        }
-    }
-}
+use super::error::{CliError, CliResult};
+use super::signer::{read_input_file, Signer, SignerOpts};
+use crate::client::random_id;
 
 /// Inserts `value` under `name` when present (optional fields are omitted, not null).
 fn put<T: Into<Value>>(data: &mut Map<String, Value>, name: &str, value: Option<T>) {
@@ -67,10 +24,10 @@ fn put<T: Into<Value>>(data: &mut Map<String, Value>, name: &str, value: Option<
 #[command(
     after_help = "Examples:\n  grantline submit --key admin.key actor.roles_set --data '{\"actor\":\"alice\",\"roles\":[\"reviewer\"]}'\n  grantline submit --key bot.key user.terms_accepted --data @accept.json --id terms-alice-1\n\nThe actor is the key's name; the ledger origin comes from the server; issued_at is now."
 )]
-pub struct SubmitArgs {
+pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
-    /// Event type, e.g. access.requested (see DESIGN.md section 4).
+    /// Event type, e.g. access.requested (see SPEC.md section 4).
     #[arg(value_name = "TYPE")]
     pub kind: String,
     /// The statement's `data`: inline JSON, or @FILE to read it from a file.
@@ -81,7 +38,7 @@ pub struct SubmitArgs {
     pub id: Option<String>,
 }
 
-pub fn submit(a: SubmitArgs) -> CliResult {
+pub(super) fn submit(a: SubmitArgs) -> CliResult {
     let text = match a.data.strip_prefix('@') {
         Some(path) => read_input_file(std::path::Path::new(path))?,
         None => a.data.clone(),
@@ -102,7 +59,7 @@ pub fn submit(a: SubmitArgs) -> CliResult {
 #[command(
     after_help = "Examples:\n  grantline request pytorch-cpu-feedstock cirun-openstack-gpu-large --request gpu-pytorch \\\n      --justification 'CUDA builds time out on the free runners' --days 90 --credits 5000\n  grantline request --from-admin-request admin-requests/pytorch-gpu.yml\n\nThe request then needs the resource's quorum of approvals; the grant is issued automatically."
 )]
-pub struct RequestArgs {
+pub(crate) struct RequestArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// Repository name, e.g. pytorch-cpu-feedstock.
@@ -146,7 +103,7 @@ pub struct RequestArgs {
     pub id: Option<String>,
 }
 
-pub fn request(a: RequestArgs) -> CliResult {
+pub(super) fn request(a: RequestArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     if let Some(path) = &a.from_admin_request {
         return super::interop::post_admin_request(&s, path);
@@ -177,7 +134,7 @@ pub fn request(a: RequestArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline approve gpu-pytorch --note 'GPU tests are needed' --pool numfocus-2026 --key alice.key"
 )]
-pub struct ApproveArgs {
+pub(crate) struct ApproveArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// The request id.
@@ -198,7 +155,7 @@ pub struct ApproveArgs {
     pub id: Option<String>,
 }
 
-pub fn approve(a: ApproveArgs) -> CliResult {
+pub(super) fn approve(a: ApproveArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let mut data = Map::new();
     data.insert("request".into(), a.request.clone().into());
@@ -216,7 +173,7 @@ pub fn approve(a: ApproveArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline deny gpu-pytorch --reason 'no GPU code in this feedstock' --key alice.key"
 )]
-pub struct DenyArgs {
+pub(crate) struct DenyArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     pub request: String,
@@ -227,7 +184,7 @@ pub struct DenyArgs {
     pub id: Option<String>,
 }
 
-pub fn deny(a: DenyArgs) -> CliResult {
+pub(super) fn deny(a: DenyArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let sub = s.post("request.denied", a.id, json!({"request": a.request, "reason": a.reason}))?;
     s.report(&sub, &format!("request {} denied", a.request));
@@ -237,7 +194,7 @@ pub fn deny(a: DenyArgs) -> CliResult {
 /// Withdraw your own request (request.withdrawn).
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline withdraw gpu-pytorch --key bot.key")]
-pub struct WithdrawArgs {
+pub(crate) struct WithdrawArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     pub request: String,
@@ -246,7 +203,7 @@ pub struct WithdrawArgs {
     pub id: Option<String>,
 }
 
-pub fn withdraw(a: WithdrawArgs) -> CliResult {
+pub(super) fn withdraw(a: WithdrawArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let sub = s.post("request.withdrawn", a.id, json!({"request": a.request}))?;
     s.report(&sub, &format!("request {} withdrawn", a.request));
@@ -258,7 +215,7 @@ pub fn withdraw(a: WithdrawArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline revoke grant-gpu-pytorch --reason 'project archived' --key admin.key\n\nGrant ids are listed by `grantline allocations`."
 )]
-pub struct RevokeArgs {
+pub(crate) struct RevokeArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// The grant id.
@@ -270,7 +227,7 @@ pub struct RevokeArgs {
     pub id: Option<String>,
 }
 
-pub fn revoke(a: RevokeArgs) -> CliResult {
+pub(super) fn revoke(a: RevokeArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let sub = s.post("grant.revoked", a.id, json!({"grant": a.grant, "reason": a.reason}))?;
     s.report(&sub, &format!("grant {} revoked", a.grant));
@@ -282,7 +239,7 @@ pub fn revoke(a: RevokeArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline register-actor alice @alice.key.pub --roles reviewer --key admin.key\n\nRoles: admin, reviewer, requester, meter, sponsor. The verifier key is the line printed by\n`grantline keygen` (or @FILE to read it from the .pub file)."
 )]
-pub struct RegisterActorArgs {
+pub(crate) struct RegisterActorArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// The actor's name (must be the name inside their key).
@@ -298,7 +255,7 @@ pub struct RegisterActorArgs {
     pub id: Option<String>,
 }
 
-pub fn register_actor(a: RegisterActorArgs) -> CliResult {
+pub(super) fn register_actor(a: RegisterActorArgs) -> CliResult {
     let text = match a.verifier_key.strip_prefix('@') {
         Some(path) => read_input_file(std::path::Path::new(path))?,
         None => a.verifier_key.clone(),
@@ -316,7 +273,7 @@ pub fn register_actor(a: RegisterActorArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline define-resource cirun-openstack-gpu-large --provider open-gpu-server \\\n      --unit runner-minutes --approvals-required 2 --max-days 365 --key admin.key"
 )]
-pub struct DefineResourceArgs {
+pub(crate) struct DefineResourceArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// Resource name (the runner label), e.g. cirun-openstack-gpu-large.
@@ -342,7 +299,7 @@ pub struct DefineResourceArgs {
     pub id: Option<String>,
 }
 
-pub fn define_resource(a: DefineResourceArgs) -> CliResult {
+pub(super) fn define_resource(a: DefineResourceArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let mut data = Map::new();
     data.insert("resource".into(), a.resource.clone().into());
@@ -360,7 +317,7 @@ pub fn define_resource(a: DefineResourceArgs) -> CliResult {
 /// Register a sponsor (sponsor.registered; admin only).
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline register-sponsor numfocus --name 'NumFOCUS' --key admin.key")]
-pub struct RegisterSponsorArgs {
+pub(crate) struct RegisterSponsorArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// Sponsor id.
@@ -373,7 +330,7 @@ pub struct RegisterSponsorArgs {
     pub id: Option<String>,
 }
 
-pub fn register_sponsor(a: RegisterSponsorArgs) -> CliResult {
+pub(super) fn register_sponsor(a: RegisterSponsorArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let sub = s.post("sponsor.registered", a.id, json!({"sponsor": a.sponsor, "name": a.name}))?;
     s.report(&sub, &format!("sponsor {} registered", a.sponsor));
@@ -385,7 +342,7 @@ pub fn register_sponsor(a: RegisterSponsorArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline deposit --pool numfocus-2026 --sponsor numfocus --amount 100000 \\\n      --unit runner-minutes --resources cirun-openstack-gpu-large --key admin.key"
 )]
-pub struct DepositArgs {
+pub(crate) struct DepositArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     #[arg(long)]
@@ -407,7 +364,7 @@ pub struct DepositArgs {
     pub id: Option<String>,
 }
 
-pub fn deposit(a: DepositArgs) -> CliResult {
+pub(super) fn deposit(a: DepositArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let mut data = Map::new();
     data.insert("pool".into(), a.pool.clone().into());
@@ -426,7 +383,7 @@ pub fn deposit(a: DepositArgs) -> CliResult {
 #[command(
     after_help = "Example:\n  grantline report-usage --usage job-8812 --project pytorch-cpu-feedstock \\\n      --resource cirun-openstack-gpu-large --amount 42 \\\n      --started-at 2026-03-01T10:00:00Z --ended-at 2026-03-01T10:42:00Z --key meter.key\n\nThe usage id is the job id: reporting it again is counted once."
 )]
-pub struct ReportUsageArgs {
+pub(crate) struct ReportUsageArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
     /// Job id (idempotent).
@@ -451,7 +408,7 @@ pub struct ReportUsageArgs {
     pub id: Option<String>,
 }
 
-pub fn report_usage(a: ReportUsageArgs) -> CliResult {
+pub(super) fn report_usage(a: ReportUsageArgs) -> CliResult {
     let s = Signer::open(&a.signer)?;
     let mut data = Map::new();
     data.insert("usage".into(), a.usage.clone().into());

@@ -43,7 +43,7 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    pub fn new(series: &[DailyUsage], pools: &[String], now_ms: i64) -> Window {
+    pub(super) fn new(series: &[DailyUsage], pools: &[String], now_ms: i64) -> Window {
         let parsed: Vec<(i64, usize, u64)> = series
             .iter()
             .filter_map(|d| {
@@ -63,11 +63,11 @@ impl Window {
         Window { first_day, days }
     }
 
-    pub fn day(&self, index: usize) -> String {
+    pub(super) fn day(&self, index: usize) -> String {
         day_text(self.first_day + index as i64)
     }
 
-    pub fn total(&self, index: usize) -> u64 {
+    pub(super) fn total(&self, index: usize) -> u64 {
         self.days[index].iter().sum()
     }
 }

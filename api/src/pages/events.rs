@@ -10,7 +10,7 @@ use super::{LogFacts, EVENTS_PAGE_RECORDS, EVENT_SUMMARY_CHARS_MAX};
 
 /// Which records one `/events` page shows: seqs `from .. before`, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventsWindow {
+pub(crate) struct EventsWindow {
     /// The log size the page was made at.
     pub size: u64,
     /// First seq shown (the oldest on the page).
@@ -21,18 +21,18 @@ pub struct EventsWindow {
 
 impl EventsWindow {
     /// How many records the caller must read from `from`.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         usize::try_from(self.before - self.from).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.before == self.from
     }
 }
 
 /// The window for `?before=SEQ` (records older than SEQ) or `?page=N` (1 = newest). `before`
 /// wins when both are given; both are clamped to the log.
-pub fn events_window(size: u64, before: Option<u64>, page: Option<usize>) -> EventsWindow {
+pub(crate) fn events_window(size: u64, before: Option<u64>, page: Option<usize>) -> EventsWindow {
     let before = match (before, page) {
         (Some(b), _) => b.min(size),
         (None, Some(p)) => {
@@ -93,7 +93,7 @@ fn summary(st: &Statement) -> String {
 
 /// The page for `window`; `records` are what the caller read for it (any order; records
 /// outside the window are ignored).
-pub fn events(facts: &LogFacts, window: &EventsWindow, records: &[Record]) -> String {
+pub(crate) fn events(facts: &LogFacts, window: &EventsWindow, records: &[Record]) -> String {
     let mut shown: Vec<&Record> = records.iter().filter(|r| r.seq >= window.from && r.seq < window.before).collect();
     shown.sort_by_key(|r| std::cmp::Reverse(r.seq));
     let newer = window.before < window.size;

@@ -83,7 +83,7 @@ pub(crate) fn page(facts: &LogFacts, title: &str, nav: Nav, api: &[ApiLink], bod
 }
 
 /// The 404 page for an unknown project, sponsor or page. `what` is plain text (escaped).
-pub fn not_found(facts: &LogFacts, what: &str) -> String {
+pub(crate) fn not_found(facts: &LogFacts, what: &str) -> String {
     let body = html! {
         h1 { "Not found" }
         p { (what) }

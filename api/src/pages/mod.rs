@@ -19,39 +19,21 @@ mod index;
 mod layout;
 mod project;
 mod requests;
-pub mod routes;
 mod sponsor;
 #[cfg(test)]
 mod tests;
 
-pub use events::{events, events_window, EventsWindow};
+use crate::limits::{
+    CHART_DAYS, EVENTS_PAGE_RECORDS, EVENT_SUMMARY_CHARS_MAX, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX,
+    PAGE_NUMBER_MAX, PROJECT_HISTORY_MAX, REQUESTS_CLOSED_PAGE_MAX, REQUESTS_PENDING_MAX, SPONSOR_PROJECTS_MAX,
+};
+
+pub(crate) use events::{events, events_window};
 pub use index::index;
-pub use layout::not_found;
+pub(crate) use layout::not_found;
 pub use project::project;
 pub use requests::requests;
 pub use sponsor::sponsor;
-
-/// Projects (with their active grants) listed per resource on `/`; the rest are on the
-/// resource's own pages.
-pub const INDEX_PROJECTS_PER_RESOURCE_MAX: usize = 100;
-/// Projects per page on `/?resource=R&page=N`.
-pub const INDEX_PROJECTS_PAGE_MAX: usize = 500;
-/// Closed requests per page on `/requests?page=N` (pending requests are all shown).
-pub const REQUESTS_CLOSED_PAGE_MAX: usize = 100;
-/// Pending requests shown on `/requests`, oldest last; more are counted, not listed.
-pub const REQUESTS_PENDING_MAX: usize = 1000;
-/// History entries shown on a project page (newest kept).
-pub const PROJECT_HISTORY_MAX: usize = 1000;
-/// Rows of a sponsor's per-project breakdown (largest users first).
-pub const SPONSOR_PROJECTS_MAX: usize = 500;
-/// Days in a sponsor's daily usage chart (ending on the latest day with usage, or today).
-pub const CHART_DAYS: usize = 30;
-/// Records per page on `/events`.
-pub const EVENTS_PAGE_RECORDS: u64 = 50;
-/// Characters of an event's data summary on `/events`.
-pub const EVENT_SUMMARY_CHARS_MAX: usize = 160;
-/// Highest page number accepted in `?page=` (keeps the arithmetic trivially in range).
-pub const PAGE_NUMBER_MAX: usize = 1_000_000;
 
 /// Facts about the log that the projector does not hold: from the published snapshot.
 #[derive(Debug, Clone)]
@@ -68,7 +50,7 @@ pub struct LogFacts {
 }
 
 /// `?page=N` (1-based). Out-of-range numbers clamp, so a hand-edited URL still renders.
-pub fn page_number(page: Option<usize>) -> usize {
+pub(crate) fn page_number(page: Option<usize>) -> usize {
     page.unwrap_or(1).clamp(1, PAGE_NUMBER_MAX)
 }
 

@@ -1,12 +1,12 @@
 //! The pages against a real projected state: statements signed, checked, applied and chained
 //! into records exactly as the sequencer does, with the automation's grants.
 
+use crate::fold::Fold;
 use ledger::dsse::Envelope;
 use ledger::keys::SigningKey;
 use ledger::record::Record;
 use ledger::statement::{format_rfc3339_ms, parse_rfc3339_ms, Statement};
 use ledger::Hash;
-use projector::{Event, State};
 use serde_json::{json, Value};
 
 use super::*;
@@ -18,7 +18,7 @@ const SCRIPT: &str = "<script>alert(1)</script>";
 const HOUR_MS: i64 = 3_600_000;
 
 struct Ledger {
-    state: State,
+    fold: Fold,
     records: Vec<Record>,
     head: Hash,
     keys: std::collections::BTreeMap<String, SigningKey>,
@@ -41,7 +41,7 @@ impl Ledger {
             keys.insert(name.to_string(), key(name));
         }
         let mut l = Ledger {
-            state: State::new(),
+            fold: Fold::new(),
             records: Vec::new(),
             head: [0u8; 32],
             keys,
@@ -70,30 +70,26 @@ impl Ledger {
         };
         self.append(st);
         self.automate();
-        self.state.size() - 1
+        self.fold.state().size() - 1
     }
 
     #[track_caller]
     fn append(&mut self, st: Statement) {
         let key = &self.keys[&st.actor];
-        let signers = vec![key.keyid()];
-        if let Err(r) = projector::check(&self.state, &st, &signers, self.now_ms) {
-            panic!("{} by {} rejected: {r}", st.kind, st.actor);
-        }
+        let signers = vec![(key.keyid(), key.verifier())];
+        let seq = match self.fold.admit(&st, &signers, self.now_ms) {
+            Ok(seq) => seq,
+            Err(r) => panic!("{} by {} rejected: {r}", st.kind, st.actor),
+        };
         let envelope = Envelope::sign(st.to_payload(), &[key]).canonical_json();
-        let seq = self.state.size();
         let record = Record::new(seq, self.head, self.now_ms, &envelope).unwrap();
         self.head = record.chain_hash();
         self.records.push(record);
-        projector::apply(
-            &mut self.state,
-            &Event { seq, received_at_ms: self.now_ms, statement: &st, signers: &signers },
-        );
     }
 
     fn automate(&mut self) {
         loop {
-            let statements = projector::automation(&self.state, self.now_ms);
+            let statements = projector::automation(self.fold.state(), self.now_ms);
             if statements.is_empty() {
                 return;
             }
@@ -113,8 +109,8 @@ impl Ledger {
     fn facts(&self) -> LogFacts {
         LogFacts {
             origin: ORIGIN.to_string(),
-            size: self.state.size(),
-            checkpoint: format!("{ORIGIN}\n{}\nROOTHASH=\n\n— {ORIGIN} SIGNATURE=\n", self.state.size()),
+            size: self.fold.state().size(),
+            checkpoint: format!("{ORIGIN}\n{}\nROOTHASH=\n\n— {ORIGIN} SIGNATURE=\n", self.fold.state().size()),
             log_key: key(ORIGIN).verifier().to_string(),
             now_ms: self.now_ms,
         }
@@ -177,13 +173,13 @@ fn all_pages(l: &Ledger) -> Vec<(&'static str, String)> {
     let f = l.facts();
     let w = events_window(f.size, None, None);
     vec![
-        ("index", index(&l.state, &f, None, 1).unwrap()),
-        ("index?resource", index(&l.state, &f, Some(RESOURCE), 1).unwrap()),
-        ("requests", requests(&l.state, &f, 1)),
-        ("project", project(&l.state, &f, PROJECT).unwrap()),
-        ("project evil", project(&l.state, &f, "evil-feedstock").unwrap()),
-        ("sponsor", sponsor(&l.state, &f, "numfocus").unwrap()),
-        ("sponsor acme", sponsor(&l.state, &f, "acme").unwrap()),
+        ("index", index(l.fold.state(), &f, None, 1).unwrap()),
+        ("index?resource", index(l.fold.state(), &f, Some(RESOURCE), 1).unwrap()),
+        ("requests", requests(l.fold.state(), &f, 1)),
+        ("project", project(l.fold.state(), &f, PROJECT).unwrap()),
+        ("project evil", project(l.fold.state(), &f, "evil-feedstock").unwrap()),
+        ("sponsor", sponsor(l.fold.state(), &f, "numfocus").unwrap()),
+        ("sponsor acme", sponsor(l.fold.state(), &f, "acme").unwrap()),
         ("events", events(&f, &w, &l.records)),
         ("404", not_found(&f, "no project <x>")),
     ]
@@ -193,7 +189,7 @@ fn all_pages(l: &Ledger) -> Vec<(&'static str, String)> {
 fn index_lists_each_resource_with_its_active_grants_and_the_log_facts() {
     let l = walkthrough();
     let f = l.facts();
-    let html = index(&l.state, &f, None, 1).unwrap();
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
     assert!(html.contains(&format!("<h2 id=\"resource-{RESOURCE}\">{RESOURCE}")), "{html}");
     assert!(html.contains("<a href=\"/projects/pytorch-cpu-feedstock\">pytorch-cpu-feedstock</a>"));
     // Credits used / limit, the pull-request flag and the expiry (issue time + 90 days).
@@ -217,21 +213,21 @@ fn index_lists_each_resource_with_its_active_grants_and_the_log_facts() {
 fn index_filtered_by_resource_pages_its_grants_and_refuses_unknown_resources() {
     let l = walkthrough();
     let f = l.facts();
-    let html = index(&l.state, &f, Some(RESOURCE), 1).unwrap();
+    let html = index(l.fold.state(), &f, Some(RESOURCE), 1).unwrap();
     assert!(html.contains(&format!("<h1>Active grants on {RESOURCE}</h1>")));
     assert!(html.contains("pytorch-cpu-feedstock"));
     assert!(html.contains(&format!("href=\"/v1/allocations?resource={RESOURCE}\"")));
     // A page past the end renders an empty table, not a panic.
-    let html = index(&l.state, &f, Some(RESOURCE), PAGE_NUMBER_MAX).unwrap();
+    let html = index(l.fold.state(), &f, Some(RESOURCE), PAGE_NUMBER_MAX).unwrap();
     assert!(!html.contains("/projects/pytorch-cpu-feedstock"));
     assert!(html.contains("Previous page"));
-    assert!(index(&l.state, &f, Some("no-such-runner"), 1).is_none());
+    assert!(index(l.fold.state(), &f, Some("no-such-runner"), 1).is_none());
 }
 
 #[test]
 fn requests_show_pending_approvals_against_the_quorum_and_closed_below() {
     let l = walkthrough();
-    let html = requests(&l.state, &l.facts(), 1);
+    let html = requests(l.fold.state(), &l.facts(), 1);
     let pending = html.find("id=\"pending\"").unwrap();
     let closed = html.find("id=\"closed\"").unwrap();
     let evil = html.find("gpu-evil").unwrap();
@@ -249,7 +245,7 @@ fn requests_show_pending_approvals_against_the_quorum_and_closed_below() {
 #[test]
 fn user_text_is_escaped_everywhere_and_no_page_carries_a_script() {
     let l = walkthrough();
-    let requests_html = requests(&l.state, &l.facts(), 1);
+    let requests_html = requests(l.fold.state(), &l.facts(), 1);
     assert!(requests_html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(requests_html.contains("&lt;img src=x onerror=alert(3)&gt;"));
     // A javascript: evidence URL is shown as text, never as a link.
@@ -261,7 +257,7 @@ fn user_text_is_escaped_everywhere_and_no_page_carries_a_script() {
         assert!(!html.contains("<i>ACME"), "{name} has injected markup");
         assert!(!html.contains("<b>for CUDA"), "{name} has injected markup");
     }
-    let index_html = index(&l.state, &l.facts(), None, 1).unwrap();
+    let index_html = index(l.fold.state(), &l.facts(), None, 1).unwrap();
     assert!(index_html.contains("GPU runners &lt;b&gt;for CUDA&lt;/b&gt; builds"));
     assert!(index_html.contains("&lt;i&gt;ACME&lt;/i&gt; &amp; Sons"));
     let not_found_html = not_found(&l.facts(), "no project <x>");
@@ -293,8 +289,8 @@ fn every_page_is_a_complete_accessible_document() {
 fn project_history_links_every_event_to_its_record_and_inclusion_proof() {
     let l = walkthrough();
     let f = l.facts();
-    let html = project(&l.state, &f, PROJECT).unwrap();
-    let history = l.state.project_history(PROJECT);
+    let html = project(l.fold.state(), &f, PROJECT).unwrap();
+    let history = l.fold.state().project_history(PROJECT);
     // request, two approvals, grant issued, the usage summary.
     assert!(history.len() >= 5, "{history:?}");
     for e in &history {
@@ -307,20 +303,20 @@ fn project_history_links_every_event_to_its_record_and_inclusion_proof() {
     assert!(html.contains("42 / 5,000 runner-minutes"));
     assert!(html.contains("href=\"/v1/allocations?project=pytorch-cpu-feedstock\""));
     // The evil project has only a pending request; its page shows it, escaped.
-    let evil = project(&l.state, &f, "evil-feedstock").unwrap();
+    let evil = project(l.fold.state(), &f, "evil-feedstock").unwrap();
     assert!(evil.contains("<strong>1 of 2</strong> approvals"));
     assert!(evil.contains("&lt;script&gt;"));
     // Unknown and invalid names are 404s.
-    assert!(project(&l.state, &f, "numpy-feedstock").is_none());
-    assert!(project(&l.state, &f, "../etc/passwd").is_none());
-    assert!(project(&l.state, &f, "PyTorch-CPU-Feedstock").is_none());
+    assert!(project(l.fold.state(), &f, "numpy-feedstock").is_none());
+    assert!(project(l.fold.state(), &f, "../etc/passwd").is_none());
+    assert!(project(l.fold.state(), &f, "PyTorch-CPU-Feedstock").is_none());
 }
 
 #[test]
 fn sponsor_page_shows_pools_projects_and_the_daily_chart_with_a_table() {
     let l = walkthrough();
     let f = l.facts();
-    let html = sponsor(&l.state, &f, "numfocus").unwrap();
+    let html = sponsor(l.fold.state(), &f, "numfocus").unwrap();
     assert!(html.contains("<h1>NumFOCUS</h1>"));
     // Deposited, allocated (the grant's credit limit), used, remaining.
     for figure in ["100,000", "5,000", "42", "99,958"] {
@@ -343,10 +339,10 @@ fn sponsor_page_shows_pools_projects_and_the_daily_chart_with_a_table() {
         .contains("<th scope=\"row\"><time datetime=\"2026-03-01\">2026-03-01</time></th><td class=\"num\">42</td>"));
     assert!(html.contains("href=\"/v1/sponsors/numfocus/usage?bucket=day\""));
     // A sponsor without deposits renders, with its (escaped) name.
-    let acme = sponsor(&l.state, &f, "acme").unwrap();
+    let acme = sponsor(l.fold.state(), &f, "acme").unwrap();
     assert!(acme.contains("<h1>&lt;i&gt;ACME&lt;/i&gt; &amp; Sons</h1>"));
     assert!(acme.contains("has not deposited credits yet"));
-    assert!(sponsor(&l.state, &f, "nobody").is_none());
+    assert!(sponsor(l.fold.state(), &f, "nobody").is_none());
 }
 
 #[test]
@@ -390,10 +386,10 @@ fn events_page_lists_the_log_newest_first_and_pages_back() {
 fn index_of_an_empty_ledger_renders() {
     let l = Ledger::new("2026-03-01T09:00:00Z");
     let f = l.facts();
-    let html = index(&l.state, &f, None, 1).unwrap();
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
     assert!(html.contains("No resources are defined yet."));
     assert!(html.contains("No sponsors are registered yet."));
-    let html = requests(&l.state, &f, 1);
+    let html = requests(l.fold.state(), &f, 1);
     assert!(html.contains("No request is waiting for review."));
 }
 
@@ -408,10 +404,10 @@ fn expired_and_exhausted_grants_leave_the_index_but_stay_in_the_project_history(
             "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T10:50:00Z"}),
     );
     let f = l.facts();
-    let html = index(&l.state, &f, None, 1).unwrap();
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
     assert!(!html.contains("/projects/pytorch-cpu-feedstock"));
     assert!(html.contains("No project holds an active grant on this resource."));
-    let html = project(&l.state, &f, PROJECT).unwrap();
+    let html = project(l.fold.state(), &f, PROJECT).unwrap();
     assert!(html.contains("<span class=\"badge warn\">exhausted</span>"));
     assert!(html.contains("<code>grant.exhausted</code>"));
 }
@@ -447,15 +443,15 @@ fn index_summarises_a_crowded_resource_and_pages_the_rest() {
     let f = l.facts();
     let projects = imported + 1;
     // The JSON API agrees on how many projects hold a grant.
-    assert_eq!(l.state.allocations(Some(RESOURCE), None, f.now_ms).resources[0].grants.len(), projects);
-    let html = index(&l.state, &f, None, 1).unwrap();
+    assert_eq!(l.fold.state().allocations(Some(RESOURCE), None, f.now_ms).resources[0].grants.len(), projects);
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
     assert!(html.contains(&format!("Projects with an active grant on {RESOURCE}: {projects} (showing 1–100)")));
     assert_eq!(html.matches("<a href=\"/projects/").count(), INDEX_PROJECTS_PER_RESOURCE_MAX);
     assert!(html.contains(&format!("href=\"/?resource={RESOURCE}&amp;page=1\">All {projects} projects on {RESOURCE}")));
     // Sorted by project: p000.. first, pytorch-cpu-feedstock (after p119) is on the resource page.
     assert!(html.contains("/projects/p000-feedstock"));
     assert!(!html.contains("/projects/pytorch-cpu-feedstock"));
-    let html = index(&l.state, &f, Some(RESOURCE), 1).unwrap();
+    let html = index(l.fold.state(), &f, Some(RESOURCE), 1).unwrap();
     assert_eq!(html.matches("<a href=\"/projects/").count(), projects);
     assert!(html.contains("/projects/pytorch-cpu-feedstock"));
     assert!(html.contains("0 / 10 runner-minutes"));

@@ -18,18 +18,18 @@ use crate::problem::Problem;
 
 /// Makes one [`Connection`] service per accepted connection.
 #[derive(Clone)]
-pub struct ConnectionCap {
+pub(super) struct ConnectionCap {
     router: Router,
     slots: Arc<Semaphore>,
 }
 
 impl ConnectionCap {
-    pub fn new(router: Router, connections_max: usize) -> ConnectionCap {
+    pub(super) fn new(router: Router, connections_max: usize) -> ConnectionCap {
         ConnectionCap { router, slots: Arc::new(Semaphore::new(connections_max)) }
     }
 
     /// The service of one newly accepted connection: it holds a slot, or answers 503.
-    pub fn admit(&self) -> Connection {
+    pub(super) fn admit(&self) -> Connection {
         let slot = self.slots.clone().try_acquire_owned().ok().map(Arc::new);
         Connection { router: self.router.clone(), _slot: slot.clone(), admitted: slot.is_some() }
     }
@@ -51,7 +51,7 @@ impl Service<IncomingStream<'_>> for ConnectionCap {
 
 /// The service of one connection; its slot is released when the connection closes.
 #[derive(Clone)]
-pub struct Connection {
+pub(super) struct Connection {
     router: Router,
     _slot: Option<Arc<OwnedSemaphorePermit>>,
     admitted: bool,

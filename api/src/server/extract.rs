@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::problem::Problem;
 
 /// A query string, 400 `invalid_query` when it does not parse.
-pub struct Q<T>(pub T);
+pub(super) struct Q<T>(pub T);
 
 #[async_trait]
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Q<T> {
@@ -23,7 +23,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Q<T> {
 }
 
 /// Path parameters, 400 `invalid_path` when they do not parse.
-pub struct P<T>(pub T);
+pub(super) struct P<T>(pub T);
 
 #[async_trait]
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {

@@ -14,10 +14,15 @@ use std::path::PathBuf;
 use ledger::store::Entry;
 
 /// The environment variable that selects a fault.
-pub const FAULT_ENV: &str = "GRANTLINE_FAULT";
+pub(super) const FAULT_ENV: &str = "GRANTLINE_FAULT";
+
+/// `GRANTLINE_FAULT` names no fault this build knows.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {FAULT_ENV} value {0:?}")]
+pub(crate) struct UnknownFault(String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
+pub(super) enum Fault {
     None,
     AbortBeforeAppend(String),
     AbortAfterAppend(String),
@@ -27,14 +32,14 @@ pub enum Fault {
 
 impl Fault {
     /// The fault named by `GRANTLINE_FAULT`, `Fault::None` when it is unset or empty.
-    pub fn from_env() -> Result<Fault, String> {
+    pub(super) fn from_env() -> Result<Fault, UnknownFault> {
         match std::env::var(FAULT_ENV) {
             Ok(v) if !v.is_empty() => Fault::parse(&v),
             _ => Ok(Fault::None),
         }
     }
 
-    pub fn parse(text: &str) -> Result<Fault, String> {
+    pub(super) fn parse(text: &str) -> Result<Fault, UnknownFault> {
         let (name, arg) = match text.split_once(':') {
             Some((name, arg)) => (name, Some(arg)),
             None => (text, None),
@@ -46,23 +51,23 @@ impl Fault {
             ("io_error_while_exists", Some(path)) if !path.is_empty() => {
                 Ok(Fault::IoErrorWhileExists(PathBuf::from(path)))
             }
-            _ => Err(format!("unknown {FAULT_ENV} value {text:?}")),
+            _ => Err(UnknownFault(text.to_string())),
         }
     }
 
     /// Called with a checked batch just before the store writes it.
-    pub fn before_append(&self, entries: &[Entry]) -> Result<(), String> {
+    pub(super) fn before_append(&self, entries: &[Entry]) -> std::io::Result<()> {
         match self {
             Fault::AbortBeforeAppend(id) if entries.iter().any(|e| &e.id == id) => abort("before_append"),
             Fault::IoErrorWhileExists(path) if path.exists() => {
-                Err(format!("injected I/O error ({FAULT_ENV}): no space left on device"))
+                Err(std::io::Error::other(format!("injected I/O error ({FAULT_ENV}): no space left on device")))
             }
             _ => Ok(()),
         }
     }
 
     /// Called once a batch is durable, before it is published or answered.
-    pub fn after_append(&self, entries: &[Entry]) {
+    pub(super) fn after_append(&self, entries: &[Entry]) {
         if let Fault::AbortAfterAppend(id) = self {
             if entries.iter().any(|e| &e.id == id) {
                 abort("after_append");
@@ -71,7 +76,7 @@ impl Fault {
     }
 
     /// Called when the automation has statements to append.
-    pub fn before_automation(&self) {
+    pub(super) fn before_automation(&self) {
         if *self == Fault::AbortBeforeAutomation {
             abort("before_automation");
         }

@@ -22,7 +22,7 @@ use crate::limits::ACCEPT_ERROR_BACKOFF_MS;
 
 /// Serves `listener` until `signal` completes, then stops accepting, asks every open
 /// connection to finish its current request, and returns once all are closed.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     connections: ConnectionCap,
     header_read_timeout: Duration,

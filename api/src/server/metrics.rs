@@ -49,7 +49,7 @@ impl Histogram {
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub appends_total: AtomicU64,
     pub duplicates_total: AtomicU64,
     pub append_failures_total: AtomicU64,
@@ -81,20 +81,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reject(&self, code: &str) {
+    pub(crate) fn reject(&self, code: &str) {
         if let Ok(mut map) = self.rejections.lock() {
             *map.entry(code.to_string()).or_default() += 1;
         }
     }
 
-    pub fn observe_batch(&self, entries: usize, latency: Duration) {
+    pub(crate) fn observe_batch(&self, entries: usize, latency: Duration) {
         self.batch_entries.observe(&BATCH_BUCKETS, entries as u64);
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.append_latency_us.observe(&LATENCY_BUCKETS_US, us);
         self.appends_total.fetch_add(entries as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, log_size: u64) -> String {
+    pub(crate) fn render(&self, log_size: u64) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");

@@ -1,21 +1,22 @@
 //! The HTTP service: `grantline serve`.
 //!
 //! Writes flow one way: handler (parse, verify signatures, on the tokio workers) → bounded
-//! queue → [`sequencer`] (idempotency, `projector::check`, group commit, publish) → receipts,
+//! queue → [`sequencer`] (idempotency, `Fold::admit`, group commit, publish) → receipts,
 //! SSE, automation. Reads are served from the published [`snapshot::Snapshot`] and the store's
 //! immutable records below its size.
 //!
 //! Routes live in [`routes`], one module per area; a new area (pages, exports, explain) is a
 //! new module whose `routes()` is merged in [`router`].
 
-pub mod connections;
-pub mod extract;
-pub mod fault;
-pub mod listen;
-pub mod metrics;
-pub mod routes;
-pub mod sequencer;
-pub mod snapshot;
+mod connections;
+mod extract;
+mod fault;
+mod identity;
+mod listen;
+mod metrics;
+mod routes;
+mod sequencer;
+mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,15 +36,18 @@ use crate::limits::{
     REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS, SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
 };
 use crate::problem::Problem;
+use identity::Identities;
 use metrics::Metrics;
 use sequencer::{LiveBatch, Queue};
 use snapshot::Snapshot;
 
 /// What every handler shares.
-pub struct App {
+pub(crate) struct App {
     pub store: Store,
     pub published: Arc<ArcSwap<Snapshot>>,
     pub queue: Queue,
+    /// The keys this server signs with (checkpoints, automation statements).
+    pub identities: Arc<Identities>,
     pub metrics: Arc<Metrics>,
     /// New records, per batch, for SSE subscribers.
     pub live: broadcast::Sender<LiveBatch>,
@@ -52,23 +56,23 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
 }
 
-pub type AppState = Arc<App>;
+pub(crate) type AppState = Arc<App>;
 
 impl App {
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.published.load_full()
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     pub data: DataDir,
     pub addr: SocketAddr,
     pub queue_depth: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
     #[error(transparent)]
@@ -80,14 +84,14 @@ pub enum ServeError {
 }
 
 /// The whole router, with its limits.
-pub fn router(app: AppState) -> Router {
+pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         .merge(routes::events::routes())
         .merge(routes::proofs::routes())
         .merge(routes::views::routes())
         .merge(routes::stream::routes())
         .merge(routes::ops::routes())
-        .merge(crate::pages::routes::routes())
+        .merge(routes::pages::routes())
         .fallback(routes::not_found)
         .layer(
             ServiceBuilder::new()
@@ -112,19 +116,29 @@ async fn middleware_error(err: tower::BoxError) -> Problem {
 
 /// Runs the server on an opened data directory until SIGTERM or Ctrl-C. Prints exactly one
 /// line, `grantline listening on http://<addr>`, once bound.
-pub async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError> {
+pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::default());
     let (live, _) = broadcast::channel(SSE_BROADCAST_BATCHES_MAX);
-    let store = opened.store.clone();
-    if opened.replay_warnings > 0 {
-        tracing::warn!("{} records did not verify during replay; run `grantline verify`", opened.replay_warnings);
+    let Opened { store, fold, log_key, automation_key, replay_warnings } = opened;
+    if replay_warnings > 0 {
+        tracing::warn!("{replay_warnings} records did not verify during replay; run `grantline verify`");
     }
-    let started = sequencer::start(opened, config.queue_depth, metrics.clone(), live.clone())?;
+    let identities = Arc::new(Identities::new(log_key, automation_key));
+    let started = sequencer::start(sequencer::Start {
+        store: store.clone(),
+        fold,
+        identities: identities.clone(),
+        replay_warnings,
+        queue_depth: config.queue_depth,
+        metrics: metrics.clone(),
+        live: live.clone(),
+    })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         store,
         published: started.published.clone(),
         queue: started.queue,
+        identities,
         metrics,
         live,
         sse_slots: Arc::new(Semaphore::new(SSE_STREAMS_MAX)),
@@ -134,7 +148,7 @@ pub async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError
     tracing::info!(
         origin = %snapshot.origin,
         size = snapshot.size,
-        log_key = %snapshot.log_key,
+        log_key = %app.identities.log_key(),
         data = %config.data.root.display(),
         "log opened"
     );

@@ -1,7 +1,14 @@
-//! The single writer. It takes verified envelopes from a bounded queue, batches them, checks
-//! each against a working copy of the state, appends the batch with one durable flush (group
-//! commit), publishes the new snapshot, answers the callers, feeds the SSE subscribers and
-//! runs the automation through the same path.
+//! The single writer. It takes verified envelopes from a bounded queue, batches them, and for
+//! each batch:
+//!
+//! 1. **plan**: idempotency (in the batch and in the store), then [`Fold::admit`] on a working
+//!    copy of the state; refusals are answered at once;
+//! 2. **commit**: appends the admitted entries with one durable flush (group commit) and keeps
+//!    the working state only if the store appended exactly the plan;
+//! 3. **deliver**: publishes the new snapshot, answers the callers, feeds the SSE subscribers.
+//!
+//! The automation's statements (grants on quorum, expiries, exhaustions) take the same path.
+//! The sequencer answers in domain terms ([`Outcome`], [`Refusal`]); the routes map them to HTTP.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,61 +17,115 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::http::StatusCode;
-use ledger::checkpoint::Checkpoint;
-use ledger::dsse::Envelope;
-use ledger::keys::{SigningKey, VerifierKey};
+use ledger::checkpoint::CheckpointError;
 use ledger::record::Record;
 use ledger::statement::Statement;
-use ledger::store::{AppendOutcome, Entry, Store};
-use projector::{Event, State};
+use ledger::store::{AppendOutcome, Entry, Store, StoreError};
+use projector::Rejection;
 use tokio::sync::{broadcast, oneshot};
 
 use super::fault::Fault;
+use super::identity::Identities;
 use super::metrics::Metrics;
 use super::snapshot::Snapshot;
+use crate::fold::{AdmitError, Fold, Signer};
 use crate::json::RecordJson;
 use crate::limits::{AUTOMATION_ROUNDS_MAX, AUTOMATION_TICK_MS, SEQUENCER_BATCH_MAX};
-use crate::problem::Problem;
+use crate::state_snapshot::SnapshotWriter;
 
 // One sequencer batch is one store batch.
 const _: () = assert!(SEQUENCER_BATCH_MAX <= ledger::store::BATCH_ENTRIES_MAX);
 
+/// Where a submission comes from, and so who hears its outcome.
+pub(crate) enum Source {
+    /// A client over HTTP, waiting on its reply channel.
+    Client(oneshot::Sender<Outcome>),
+    /// The ledger's own automation: nobody waits; a refusal is logged and counted.
+    Automation,
+}
+
 /// A verified envelope on its way to the log.
-pub struct Submission {
-    pub statement: Statement,
+pub(crate) struct Submission {
+    pub(crate) statement: Statement,
     /// The canonical envelope JSON (what the leaf holds).
-    pub canonical: Vec<u8>,
-    /// The keyids of the envelope's signatures with the keys that verified them.
-    pub signers: Vec<(String, VerifierKey)>,
-    /// `None` for automation statements.
-    pub reply: Option<oneshot::Sender<Outcome>>,
+    pub(crate) canonical: Vec<u8>,
+    /// The envelope's signatures with the keys that verified them.
+    pub(crate) signers: Vec<Signer>,
+    pub(crate) source: Source,
 }
 
 /// The sequencer's answer to one submission.
-pub enum Outcome {
+pub(crate) enum Outcome {
+    /// Logged now; the snapshot's checkpoint includes it.
     Appended { record: Record, snapshot: Arc<Snapshot> },
+    /// The same envelope was logged before (or earlier in this batch).
     Duplicate { record: Record, snapshot: Arc<Snapshot> },
-    Rejected(Problem),
+    /// Not logged, and nothing changed.
+    Refused(Refusal),
+}
+
+/// Why a submission was not logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The projector's check rejects it here.
+    Rejected(Rejection),
+    /// A key that verified it was revoked since (possibly earlier in the same batch).
+    KeyInactive { keyid: String },
+    /// Its id was logged with other content, at `seq` when known.
+    Conflict { id: String, seq: Option<u64> },
+    /// The log cannot take it now; the client should retry.
+    Unavailable(Unavailable),
+}
+
+/// Why the log cannot take a submission now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// Reading the store for idempotency failed.
+    StoreUnreadable,
+    /// The batch's append failed; nothing of it was logged.
+    AppendFailed,
+    /// The record is durable but its checkpoint could not be signed and published yet.
+    NotPublished,
+}
+
+impl Refusal {
+    /// The stable code clients and `/metrics` see.
+    pub(crate) fn code(&self) -> &str {
+        match self {
+            Refusal::Rejected(rejection) => &rejection.code,
+            Refusal::KeyInactive { .. } => "key_inactive",
+            Refusal::Conflict { .. } => "id_conflict",
+            Refusal::Unavailable(_) => "storage_unavailable",
+        }
+    }
+}
+
+impl From<AdmitError> for Refusal {
+    fn from(e: AdmitError) -> Refusal {
+        match e {
+            AdmitError::KeyInactive { keyid } => Refusal::KeyInactive { keyid },
+            AdmitError::Rejected(rejection) => Refusal::Rejected(rejection),
+        }
+    }
 }
 
 /// New records for SSE subscribers: (seq, record JSON) in seq order.
-pub type LiveBatch = Arc<Vec<(u64, String)>>;
+pub(crate) type LiveBatch = Arc<Vec<(u64, String)>>;
 
 /// The sending side of the queue, as the handlers see it.
 #[derive(Clone)]
-pub struct Queue {
+pub(crate) struct Queue {
     tx: SyncSender<Submission>,
     metrics: Arc<Metrics>,
 }
 
-pub enum QueueError {
+pub(crate) enum QueueError {
     Full,
     Closed,
 }
 
 impl Queue {
-    pub fn try_send(&self, sub: Submission) -> Result<(), QueueError> {
+    pub(crate) fn try_send(&self, sub: Submission) -> Result<(), QueueError> {
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         self.tx.try_send(sub).map_err(|e| {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -76,14 +137,11 @@ impl Queue {
     }
 }
 
-pub struct Sequencer {
+struct Sequencer {
     store: Store,
-    log_key: SigningKey,
-    automation_key: SigningKey,
-    automation_signer: (String, VerifierKey),
+    identities: Arc<Identities>,
     origin: String,
-    state: State,
-    size: u64,
+    fold: Fold,
     last_received_at_ms: i64,
     /// The store has records the published snapshot lacks (publishing failed once).
     publish_pending: bool,
@@ -94,18 +152,18 @@ pub struct Sequencer {
     /// Test-only fault injection (`GRANTLINE_FAULT`); `Fault::None` otherwise.
     fault: Fault,
     /// Projection snapshots, so a restart replays only the records after the last one.
-    snapshots: crate::state_snapshot::SnapshotWriter,
+    snapshots: SnapshotWriter,
 }
 
 /// A running sequencer thread.
-pub struct SequencerHandle {
+pub(crate) struct SequencerHandle {
     stopping: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl SequencerHandle {
     /// Finishes what is queued, then stops.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stopping.store(true, Ordering::SeqCst);
         if self.thread.join().is_err() {
             tracing::error!("the sequencer thread panicked");
@@ -113,42 +171,65 @@ impl SequencerHandle {
     }
 }
 
-pub struct Started {
-    pub queue: Queue,
-    pub published: Arc<ArcSwap<Snapshot>>,
-    pub handle: SequencerHandle,
+pub(crate) struct Started {
+    pub(crate) queue: Queue,
+    pub(crate) published: Arc<ArcSwap<Snapshot>>,
+    pub(crate) handle: SequencerHandle,
+}
+
+/// Why a snapshot could not be published.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    #[error("cannot compute the root: {0}")]
+    Root(#[from] StoreError),
+    #[error("cannot sign the checkpoint: {0}")]
+    Sign(#[from] CheckpointError),
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error("cannot publish the initial snapshot: {0}")]
-    Publish(String),
+    Publish(#[from] PublishError),
     #[error("the genesis record names no origin, log key or automation key")]
     NoGenesis,
     #[error("cannot start the sequencer thread: {0}")]
-    Thread(String),
-    #[error("{0}")]
-    Fault(String),
+    Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Fault(#[from] super::fault::UnknownFault),
+}
+
+/// Why a batch was not appended; nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+enum AppendError {
+    /// A fault injected by a test (`GRANTLINE_FAULT`).
+    #[error(transparent)]
+    Injected(std::io::Error),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// What the sequencer starts from: an opened data directory's store and fold.
+pub(crate) struct Start {
+    pub(crate) store: Store,
+    pub(crate) fold: Fold,
+    pub(crate) identities: Arc<Identities>,
+    pub(crate) replay_warnings: u64,
+    pub(crate) queue_depth: usize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) live: broadcast::Sender<LiveBatch>,
 }
 
 /// Publishes the snapshot of the replayed state and starts the sequencer thread.
-pub fn start(
-    opened: crate::datadir::Opened,
-    queue_depth: usize,
-    metrics: Arc<Metrics>,
-    live: broadcast::Sender<LiveBatch>,
-) -> Result<Started, StartError> {
-    let crate::datadir::Opened { store, state, log_key, automation_key, replay_warnings } = opened;
-    let fault = Fault::from_env().map_err(StartError::Fault)?;
+pub(crate) fn start(start: Start) -> Result<Started, StartError> {
+    let Start { store, fold, identities, replay_warnings, queue_depth, metrics, live } = start;
+    let fault = Fault::from_env()?;
     if fault != Fault::None {
         tracing::warn!("fault injection is active: {fault:?}");
     }
-    let origin = state.origin().ok_or(StartError::NoGenesis)?.to_string();
+    let origin = fold.state().origin().ok_or(StartError::NoGenesis)?.to_string();
     let size = store.size();
-    debug_assert_eq!(state.size(), size);
-    let automation_signer = (automation_key.keyid(), automation_key.verifier());
-    let snapshot =
-        make_snapshot(&store, &log_key, &automation_key, &origin, state.clone(), size).map_err(StartError::Publish)?;
+    debug_assert_eq!(fold.size(), size);
+    let snapshot = make_snapshot(&store, &identities, &origin, &fold)?;
     let published = Arc::new(ArcSwap::from_pointee(snapshot));
     let last_received_at_ms = match size.checked_sub(1).map(|s| store.get(s)) {
         Some(Ok(Some(rec))) => rec.received_at_ms,
@@ -156,15 +237,12 @@ pub fn start(
     };
     let stopping = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::sync_channel(queue_depth.max(1));
-    let snapshots = crate::state_snapshot::SnapshotWriter::new(store.clone(), size, replay_warnings);
+    let snapshots = SnapshotWriter::new(store.clone(), size, replay_warnings);
     let seq = Sequencer {
         store,
-        log_key,
-        automation_key,
-        automation_signer,
+        identities,
         origin,
-        state,
-        size,
+        fold,
         last_received_at_ms,
         publish_pending: false,
         published: published.clone(),
@@ -177,36 +255,38 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("grantline-sequencer".into())
         .spawn(move || seq.run(rx))
-        .map_err(|e| StartError::Thread(e.to_string()))?;
+        .map_err(StartError::Thread)?;
     Ok(Started { queue: Queue { tx, metrics }, published, handle: SequencerHandle { stopping, thread } })
 }
 
-fn make_snapshot(
-    store: &Store,
-    log_key: &SigningKey,
-    automation_key: &SigningKey,
-    origin: &str,
-    state: State,
-    size: u64,
-) -> Result<Snapshot, String> {
-    let root = store.root_at(size).map_err(|e| e.to_string())?;
-    let checkpoint = Checkpoint { origin: origin.to_string(), size, root }.sign(log_key).map_err(|e| e.to_string())?;
-    Ok(Snapshot {
-        state,
-        size,
-        root,
-        checkpoint,
-        origin: origin.to_string(),
-        log_key: log_key.verifier(),
-        automation_key: automation_key.verifier(),
-    })
+fn make_snapshot(store: &Store, identities: &Identities, origin: &str, fold: &Fold) -> Result<Snapshot, PublishError> {
+    let size = fold.size();
+    let root = store.root_at(size)?;
+    let checkpoint = identities.sign_checkpoint(origin, size, root)?;
+    Ok(Snapshot { state: fold.state().clone(), size, root, checkpoint, origin: origin.to_string() })
 }
 
-/// Where a waiting caller's answer comes from once the batch is durable.
+/// Where a waiting submission's answer comes from once the batch is durable.
 enum Waiter {
+    /// It is the batch's entry at this index.
     New(usize),
+    /// It repeats the batch's entry at this index.
     SameAsBatchEntry(usize),
 }
+
+/// A batch admitted into a working copy of the state, not yet durable.
+struct Plan {
+    base: u64,
+    at_ms: i64,
+    working: Fold,
+    entries: Vec<Entry>,
+    waiting: Vec<(Source, Waiter)>,
+    batch_ids: HashMap<String, usize>,
+    automation_entries: usize,
+}
+
+/// A client still to be answered, with its outcome.
+type Receipt = (oneshot::Sender<Outcome>, Outcome);
 
 impl Sequencer {
     fn run(mut self, rx: Receiver<Submission>) {
@@ -249,11 +329,12 @@ impl Sequencer {
                 self.automation();
             }
             for (reply, outcome) in receipts {
-                answer(Some(reply), outcome);
+                // The caller may have gone away (timeout); the record stays logged either way.
+                let _ = reply.send(outcome);
             }
         }
-        self.snapshots.finish(&self.state);
-        tracing::info!("sequencer stopped at size {}", self.size);
+        self.snapshots.finish(self.fold.state());
+        tracing::info!("sequencer stopped at size {}", self.fold.size());
     }
 
     /// Received-at times never go backwards, so a replay with `check` at `received_at_ms`
@@ -262,174 +343,162 @@ impl Sequencer {
         crate::now_ms().max(self.last_received_at_ms)
     }
 
-    /// Checks, appends and publishes one batch. Returns how many records were appended and
-    /// the receipts still to deliver (rejections are answered at once).
-    fn process(&mut self, batch: Vec<Submission>) -> (usize, Vec<(oneshot::Sender<Outcome>, Outcome)>) {
-        let now = self.clock();
-        let base = self.size;
-        let mut working = self.state.clone();
-        let mut entries: Vec<Entry> = Vec::with_capacity(batch.len());
-        let mut waiting: Vec<(Option<oneshot::Sender<Outcome>>, Waiter)> = Vec::with_capacity(batch.len());
-        let mut batch_ids: HashMap<String, usize> = HashMap::new();
-        let mut automation_entries = 0usize;
-
+    /// Plans, commits and delivers one batch. Returns how many records were appended and the
+    /// receipts still to deliver (refusals are answered at once).
+    fn process(&mut self, batch: Vec<Submission>) -> (usize, Vec<Receipt>) {
+        let mut plan = Plan {
+            base: self.fold.size(),
+            at_ms: self.clock(),
+            working: self.fold.clone(),
+            entries: Vec::with_capacity(batch.len()),
+            waiting: Vec::with_capacity(batch.len()),
+            batch_ids: HashMap::new(),
+            automation_entries: 0,
+        };
         for sub in batch {
-            let Submission { statement, canonical, signers, reply } = sub;
-            let by_automation = reply.is_none();
-            if let Some(&index) = batch_ids.get(&statement.id) {
-                if entries[index].envelope == canonical {
-                    self.metrics.duplicates_total.fetch_add(1, Ordering::Relaxed);
-                    waiting.push((reply, Waiter::SameAsBatchEntry(index)));
-                } else {
-                    self.reject(reply, &statement, conflict(&statement.id, base + index as u64));
-                }
-                continue;
-            }
-            match self.store.get_by_id(&statement.id) {
-                Ok(None) => {}
-                Ok(Some(rec)) if rec.envelope() == canonical.as_slice() => {
-                    self.metrics.duplicates_total.fetch_add(1, Ordering::Relaxed);
-                    answer(reply, Outcome::Duplicate { record: rec, snapshot: self.published.load_full() });
-                    continue;
-                }
-                Ok(Some(rec)) => {
-                    self.reject(reply, &statement, conflict(&statement.id, rec.seq));
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!("store read failed: {e}");
-                    self.reject(reply, &statement, Problem::unavailable("the store cannot be read; retry later"));
-                    continue;
-                }
-            }
-            // A key verified by the handler may have been revoked since, earlier in this batch.
-            if let Some((keyid, _)) = signers
-                .iter()
-                .find(|(keyid, key)| crate::replay::signer_key(&working, keyid, &statement).as_ref() != Some(key))
-            {
-                let problem = Problem::unauthorized("key_inactive", format!("key {keyid} is not active"));
-                self.reject(reply, &statement, problem);
-                continue;
-            }
-            let keyids: Vec<String> = signers.into_iter().map(|(k, _)| k).collect();
-            if let Err(rejection) = projector::check(&working, &statement, &keyids, now) {
-                self.reject(reply, &statement, Problem::from_rejection(&rejection));
-                continue;
-            }
-            let seq = base + entries.len() as u64;
-            projector::apply(
-                &mut working,
-                &Event { seq, received_at_ms: now, statement: &statement, signers: &keyids },
-            );
-            batch_ids.insert(statement.id.clone(), entries.len());
-            waiting.push((reply, Waiter::New(entries.len())));
-            if by_automation {
-                automation_entries += 1;
-            }
-            entries.push(Entry { id: statement.id, envelope: canonical, received_at_ms: now });
+            self.plan(&mut plan, sub);
         }
-        if entries.is_empty() {
+        if plan.entries.is_empty() {
             return (0, Vec::new());
         }
+        let appended = plan.entries.len();
+        match self.commit(&mut plan) {
+            Some(outcomes) => (appended, self.deliver(plan, &outcomes)),
+            None => (0, Vec::new()),
+        }
+    }
 
+    /// Step 1 for one submission: answers duplicates of logged records and refusals at once;
+    /// admits the rest into the plan's working state.
+    fn plan(&self, plan: &mut Plan, sub: Submission) {
+        let Submission { statement, canonical, signers, source } = sub;
+        if let Some(&index) = plan.batch_ids.get(&statement.id) {
+            if plan.entries[index].envelope == canonical {
+                self.metrics.duplicates_total.fetch_add(1, Ordering::Relaxed);
+                plan.waiting.push((source, Waiter::SameAsBatchEntry(index)));
+            } else {
+                let seq = Some(plan.base + index as u64);
+                self.refuse(source, &statement, Refusal::Conflict { id: statement.id.clone(), seq });
+            }
+            return;
+        }
+        match self.store.get_by_id(&statement.id) {
+            Ok(None) => {}
+            Ok(Some(rec)) if rec.envelope() == canonical.as_slice() => {
+                self.metrics.duplicates_total.fetch_add(1, Ordering::Relaxed);
+                answer(source, Outcome::Duplicate { record: rec, snapshot: self.published.load_full() });
+                return;
+            }
+            Ok(Some(rec)) => {
+                self.refuse(source, &statement, Refusal::Conflict { id: statement.id.clone(), seq: Some(rec.seq) });
+                return;
+            }
+            Err(e) => {
+                tracing::error!("store read failed: {e}");
+                self.refuse(source, &statement, Refusal::Unavailable(Unavailable::StoreUnreadable));
+                return;
+            }
+        }
+        if let Err(e) = plan.working.admit(&statement, &signers, plan.at_ms) {
+            self.refuse(source, &statement, e.into());
+            return;
+        }
+        let index = plan.entries.len();
+        plan.batch_ids.insert(statement.id.clone(), index);
+        if matches!(source, Source::Automation) {
+            plan.automation_entries += 1;
+        }
+        plan.waiting.push((source, Waiter::New(index)));
+        plan.entries.push(Entry { id: statement.id, envelope: canonical, received_at_ms: plan.at_ms });
+    }
+
+    /// Step 2: appends the plan with one durable flush and adopts its working state. `None`
+    /// (with every waiter answered) when the append failed and nothing was logged.
+    fn commit(&mut self, plan: &mut Plan) -> Option<Vec<AppendOutcome>> {
         let started = Instant::now();
-        let appended = self.fault.before_append(&entries).and_then(|()| {
-            self.store.append(&entries).map_err(|e| match e {
-                ledger::store::StoreError::Failed => {
-                    format!("{e} (a write failed earlier; restart the server to reopen the store)")
-                }
-                e => e.to_string(),
-            })
-        });
+        let appended = match self.fault.before_append(&plan.entries) {
+            Ok(()) => self.store.append(&plan.entries).map_err(AppendError::Store),
+            Err(injected) => Err(AppendError::Injected(injected)),
+        };
         let outcomes = match appended {
             Ok(outcomes) => outcomes,
             Err(e) => {
-                // Nothing was published; the working state is dropped with the batch.
-                tracing::error!("append of {} records failed: {e}", entries.len());
+                // Nothing was published; the working state is dropped with the plan.
+                let hint = match e {
+                    AppendError::Store(StoreError::Failed) => {
+                        " (a write failed earlier; restart the server to reopen the store)"
+                    }
+                    _ => "",
+                };
+                tracing::error!("append of {} records failed: {e}{hint}", plan.entries.len());
                 self.metrics.append_failures_total.fetch_add(1, Ordering::Relaxed);
                 self.metrics.appends_failing.store(true, Ordering::Relaxed);
-                for (reply, _) in waiting {
-                    answer(reply, Outcome::Rejected(Problem::unavailable("the log could not be written; retry later")));
+                for (source, _) in plan.waiting.drain(..) {
+                    answer(source, Outcome::Refused(Refusal::Unavailable(Unavailable::AppendFailed)));
                 }
-                return (0, Vec::new());
+                return None;
             }
         };
-        self.fault.after_append(&entries);
+        self.fault.after_append(&plan.entries);
         self.metrics.appends_failing.store(false, Ordering::Relaxed);
-        self.metrics.observe_batch(entries.len(), started.elapsed());
-        self.metrics.automation_appends_total.fetch_add(automation_entries as u64, Ordering::Relaxed);
-        self.last_received_at_ms = now;
+        self.metrics.observe_batch(plan.entries.len(), started.elapsed());
+        self.metrics.automation_appends_total.fetch_add(plan.automation_entries as u64, Ordering::Relaxed);
+        self.last_received_at_ms = plan.at_ms;
 
-        let all_appended = outcomes.len() == entries.len()
+        let as_planned = outcomes.len() == plan.entries.len()
             && outcomes
                 .iter()
                 .enumerate()
-                .all(|(i, o)| matches!(o, AppendOutcome::Appended(r) if r.seq == base + i as u64));
-        if all_appended {
-            self.state = working;
+                .all(|(i, o)| matches!(o, AppendOutcome::Appended(r) if r.seq == plan.base + i as u64));
+        if as_planned {
+            self.fold = std::mem::take(&mut plan.working);
+            debug_assert_eq!(self.fold.size(), self.store.size());
         } else {
             // Cannot happen with one writer that checked ids first; recover from the store.
             tracing::error!("the store's append outcomes differ from the sequencer's plan; replaying the log");
-            match crate::datadir::replay_store(&self.store) {
-                Ok((state, _)) => self.state = state,
+            match Fold::new().replay(&self.store) {
+                Ok((fold, _)) => self.fold = fold,
                 Err(e) => tracing::error!("replay failed: {e}"),
             }
         }
-        self.size = self.store.size();
-        debug_assert!(!all_appended || self.size == base + entries.len() as u64);
+        self.snapshots.after_batch(self.fold.state());
+        Some(outcomes)
+    }
 
-        self.snapshots.after_batch(&self.state);
+    /// Step 3: publishes the snapshot that includes the batch, and the waiters' receipts.
+    fn deliver(&mut self, plan: Plan, outcomes: &[AppendOutcome]) -> Vec<Receipt> {
         let snapshot = self.publish();
-        let records: Vec<Option<Record>> = outcomes
-            .iter()
-            .map(|o| match o {
-                AppendOutcome::Appended(r) | AppendOutcome::Duplicate(r) => Some(r.clone()),
-                AppendOutcome::Conflict { .. } => None,
-            })
-            .collect();
-        let mut receipts = Vec::with_capacity(waiting.len());
-        for (reply, waiter) in waiting {
-            let Some(reply) = reply else { continue };
+        let mut receipts = Vec::with_capacity(plan.waiting.len());
+        for (source, waiter) in plan.waiting {
+            let Source::Client(reply) = source else { continue };
             let (index, fresh) = match waiter {
                 Waiter::New(i) => (i, true),
                 Waiter::SameAsBatchEntry(i) => (i, false),
             };
-            let outcome = match (&snapshot, records.get(index).cloned().flatten()) {
-                (Some(snapshot), Some(record)) => {
-                    let fresh = fresh && matches!(outcomes.get(index), Some(AppendOutcome::Appended(_)));
-                    if fresh {
-                        Outcome::Appended { record, snapshot: snapshot.clone() }
-                    } else {
-                        Outcome::Duplicate { record, snapshot: snapshot.clone() }
-                    }
+            let outcome = match (&snapshot, outcomes.get(index)) {
+                (None, _) => Outcome::Refused(Refusal::Unavailable(Unavailable::NotPublished)),
+                (Some(snapshot), Some(AppendOutcome::Appended(record))) if fresh => {
+                    Outcome::Appended { record: record.clone(), snapshot: snapshot.clone() }
                 }
-                (None, _) => Outcome::Rejected(Problem::unavailable(
-                    "the event is stored but its checkpoint is not published yet; resubmit the same envelope for the receipt",
-                )),
-                (Some(_), None) => Outcome::Rejected(Problem::new(
-                    StatusCode::CONFLICT,
-                    "id_conflict",
-                    "this id was already logged with other content",
-                )),
+                (Some(snapshot), Some(AppendOutcome::Appended(record) | AppendOutcome::Duplicate(record))) => {
+                    Outcome::Duplicate { record: record.clone(), snapshot: snapshot.clone() }
+                }
+                (Some(_), _) => {
+                    let id = plan.entries.get(index).map(|e| e.id.clone()).unwrap_or_default();
+                    Outcome::Refused(Refusal::Conflict { id, seq: None })
+                }
             };
             receipts.push((reply, outcome));
         }
         if let Some(snapshot) = &snapshot {
-            self.broadcast(&outcomes, snapshot.size);
+            self.broadcast(outcomes, snapshot.size);
         }
-        (entries.len(), receipts)
+        receipts
     }
 
     /// Signs and publishes the snapshot for the current size.
     fn publish(&mut self) -> Option<Arc<Snapshot>> {
-        match make_snapshot(
-            &self.store,
-            &self.log_key,
-            &self.automation_key,
-            &self.origin,
-            self.state.clone(),
-            self.size,
-        ) {
+        match make_snapshot(&self.store, &self.identities, &self.origin, &self.fold) {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 self.published.store(snapshot.clone());
@@ -437,7 +506,7 @@ impl Sequencer {
                 Some(snapshot)
             }
             Err(e) => {
-                tracing::error!("cannot publish the snapshot at size {}: {e}", self.size);
+                tracing::error!("cannot publish the snapshot at size {}: {e}", self.fold.size());
                 self.publish_pending = true;
                 None
             }
@@ -452,8 +521,10 @@ impl Sequencer {
         for outcome in outcomes {
             if let AppendOutcome::Appended(rec) = outcome {
                 debug_assert!(rec.seq < published_size);
-                match RecordJson::from_record(rec).and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
-                    Ok(json) => batch.push((rec.seq, json)),
+                let json = RecordJson::from_record(rec).map(|r| serde_json::to_string(&r));
+                match json {
+                    Ok(Ok(json)) => batch.push((rec.seq, json)),
+                    Ok(Err(e)) => tracing::error!("cannot encode record {}: {e}", rec.seq),
                     Err(e) => tracing::error!("cannot encode record {}: {e}", rec.seq),
                 }
             }
@@ -462,19 +533,19 @@ impl Sequencer {
         let _ = self.live.send(Arc::new(batch));
     }
 
-    fn reject(&self, reply: Option<oneshot::Sender<Outcome>>, statement: &Statement, problem: Problem) {
-        // Callers' rejections are counted by their handler; automation's here.
-        if reply.is_none() {
-            self.metrics.reject(&problem.code);
-            tracing::warn!("automation statement {} ({}) rejected: {}", statement.id, statement.kind, problem);
+    fn refuse(&self, source: Source, statement: &Statement, refusal: Refusal) {
+        // Callers' refusals are counted by their handler; automation's here.
+        if matches!(source, Source::Automation) {
+            self.metrics.reject(refusal.code());
+            tracing::warn!("automation statement {} ({}) refused: {refusal:?}", statement.id, statement.kind);
         }
-        answer(reply, Outcome::Rejected(problem));
+        answer(source, Outcome::Refused(refusal));
     }
 
     /// Appends what the automation says must follow, as long as it keeps saying so.
     fn automation(&mut self) {
         for _ in 0..AUTOMATION_ROUNDS_MAX {
-            let statements = projector::automation(&self.state, self.clock());
+            let statements = projector::automation(self.fold.state(), self.clock());
             if statements.is_empty() {
                 return;
             }
@@ -483,13 +554,8 @@ impl Sequencer {
                 .into_iter()
                 .take(SEQUENCER_BATCH_MAX)
                 .map(|statement| {
-                    let envelope = Envelope::sign(statement.to_payload(), &[&self.automation_key]);
-                    Submission {
-                        statement,
-                        canonical: envelope.canonical_json(),
-                        signers: vec![self.automation_signer.clone()],
-                        reply: None,
-                    }
+                    let (canonical, signer) = self.identities.sign_as_automation(&statement);
+                    Submission { statement, canonical, signers: vec![signer], source: Source::Automation }
                 })
                 .collect();
             let (appended, receipts) = self.process(batch);
@@ -501,17 +567,9 @@ impl Sequencer {
     }
 }
 
-fn answer(reply: Option<oneshot::Sender<Outcome>>, outcome: Outcome) {
-    if let Some(reply) = reply {
+fn answer(source: Source, outcome: Outcome) {
+    if let Source::Client(reply) = source {
         // The caller may have gone away (timeout); the record stays logged either way.
         let _ = reply.send(outcome);
     }
-}
-
-fn conflict(id: &str, seq: u64) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "id_conflict",
-        format!("id {id:?} was already used for another event (seq {seq}); pick a new id"),
-    )
 }

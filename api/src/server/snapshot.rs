@@ -1,12 +1,11 @@
 //! The published snapshot: what every read is served from. The sequencer replaces it after
 //! each batch (arc-swap); readers never wait for the writer.
 
-use ledger::keys::VerifierKey;
 use ledger::Hash;
 use projector::State;
 
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The projection after the first `size` records.
     pub state: State,
     /// Records durable and published; reads of the store stay below this.
@@ -15,6 +14,4 @@ pub struct Snapshot {
     /// The signed checkpoint note for `size`.
     pub checkpoint: String,
     pub origin: String,
-    pub log_key: VerifierKey,
-    pub automation_key: VerifierKey,
 }

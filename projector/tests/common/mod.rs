@@ -10,21 +10,21 @@ use ledger::statement::{format_rfc3339_ms, Statement};
 use projector::{Event, Rejection, State};
 use serde_json::{json, Value};
 
-pub const ORIGIN: &str = "ledger.test/ci";
+pub(crate) const ORIGIN: &str = "ledger.test/ci";
 /// 2026-11-29T00:00:00Z.
-pub const T0_MS: i64 = 1_795_910_400_000;
-pub const MINUTE_MS: i64 = 60_000;
-pub const DAY_MS: i64 = 86_400_000;
+pub(crate) const T0_MS: i64 = 1_795_910_400_000;
+pub(crate) const MINUTE_MS: i64 = 60_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// One appended record: what an auditor replays.
 #[derive(Debug, Clone)]
-pub struct Logged {
+pub(crate) struct Logged {
     pub statement: Statement,
     pub signers: Vec<String>,
     pub received_at_ms: i64,
 }
 
-pub struct World {
+pub(crate) struct World {
     pub state: State,
     pub log: Vec<Logged>,
     pub now_ms: i64,
@@ -41,13 +41,13 @@ fn seed(name: &str, n: u64) -> [u8; 32] {
     s
 }
 
-pub fn serialized(state: &State) -> String {
+pub(crate) fn serialized(state: &State) -> String {
     serde_json::to_string(state).unwrap()
 }
 
 impl World {
     /// A ledger with its genesis appended: admin `admin`.
-    pub fn new() -> World {
+    pub(crate) fn new() -> World {
         let admin = SigningKey::from_seed("admin", seed("admin", 0)).unwrap();
         let automation = SigningKey::from_seed("automation", seed("automation", 0)).unwrap();
         let log_key = SigningKey::from_seed(ORIGIN, seed(ORIGIN, 0)).unwrap();
@@ -59,7 +59,7 @@ impl World {
         w
     }
 
-    pub fn genesis_data(&self) -> Value {
+    pub(crate) fn genesis_data(&self) -> Value {
         json!({
             "admins": [self.keys["admin"].verifier().to_string()],
             "automation_key": self.keys["automation"].verifier().to_string(),
@@ -67,7 +67,7 @@ impl World {
         })
     }
 
-    pub fn statement(&mut self, actor: &str, kind: &str, data: Value) -> Statement {
+    pub(crate) fn statement(&mut self, actor: &str, kind: &str, data: Value) -> Statement {
         self.next_id += 1;
         Statement {
             ledger: ORIGIN.to_string(),
@@ -79,12 +79,12 @@ impl World {
         }
     }
 
-    pub fn signer(&self, actor: &str) -> Vec<String> {
+    pub(crate) fn signer(&self, actor: &str) -> Vec<String> {
         self.keys.get(actor).map(|k| vec![k.keyid()]).unwrap_or_default()
     }
 
     /// check, then apply on success. A rejection must leave the state exactly as it was.
-    pub fn submit(&mut self, statement: Statement, signers: Vec<String>) -> Result<u64, Rejection> {
+    pub(crate) fn submit(&mut self, statement: Statement, signers: Vec<String>) -> Result<u64, Rejection> {
         let before = serialized(&self.state);
         match projector::check(&self.state, &statement, &signers, self.now_ms) {
             Ok(()) => {
@@ -103,14 +103,14 @@ impl World {
         }
     }
 
-    pub fn try_as(&mut self, actor: &str, kind: &str, data: Value) -> Result<u64, Rejection> {
+    pub(crate) fn try_as(&mut self, actor: &str, kind: &str, data: Value) -> Result<u64, Rejection> {
         let st = self.statement(actor, kind, data);
         let signers = self.signer(actor);
         self.submit(st, signers)
     }
 
     #[track_caller]
-    pub fn ok(&mut self, actor: &str, kind: &str, data: Value) -> u64 {
+    pub(crate) fn ok(&mut self, actor: &str, kind: &str, data: Value) -> u64 {
         match self.try_as(actor, kind, data) {
             Ok(seq) => seq,
             Err(r) => panic!("{kind} by {actor} rejected: {r}"),
@@ -119,7 +119,7 @@ impl World {
 
     /// Submits, expects rejection `code`, and checks that nothing changed.
     #[track_caller]
-    pub fn err(&mut self, actor: &str, kind: &str, data: Value, code: &str) -> Rejection {
+    pub(crate) fn err(&mut self, actor: &str, kind: &str, data: Value, code: &str) -> Rejection {
         let before = serialized(&self.state);
         let size = self.state.size();
         match self.try_as(actor, kind, data) {
@@ -135,7 +135,7 @@ impl World {
     }
 
     /// Appends everything the automation asks for now; returns the seqs.
-    pub fn automate(&mut self) -> Vec<u64> {
+    pub(crate) fn automate(&mut self) -> Vec<u64> {
         let mut seqs = Vec::new();
         loop {
             let statements = projector::automation(&self.state, self.now_ms);
@@ -153,25 +153,25 @@ impl World {
         }
     }
 
-    pub fn advance(&mut self, ms: i64) {
+    pub(crate) fn advance(&mut self, ms: i64) {
         self.now_ms += ms;
     }
 
     /// Registers an actor with a fresh key.
-    pub fn register(&mut self, name: &str, roles: &[&str]) -> u64 {
+    pub(crate) fn register(&mut self, name: &str, roles: &[&str]) -> u64 {
         let key = SigningKey::from_seed(name, seed(name, self.next_id)).unwrap();
         let data = json!({"actor": name, "key": key.verifier().to_string(), "roles": roles});
         self.keys.insert(name.to_string(), key);
         self.ok("admin", "actor.registered", data)
     }
 
-    pub fn new_key(&self, name: &str) -> SigningKey {
+    pub(crate) fn new_key(&self, name: &str) -> SigningKey {
         static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 32);
         let n = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         SigningKey::from_seed(name, seed(name, n)).unwrap()
     }
 
-    pub fn define_resource(&mut self, resource: &str, approvals_required: u32) -> u64 {
+    pub(crate) fn define_resource(&mut self, resource: &str, approvals_required: u32) -> u64 {
         self.ok(
             "admin",
             "resource.defined",
@@ -182,7 +182,7 @@ impl World {
     /// A world with reviewers `rev1`, `rev2`, requester `bot`, meter `meter`, sponsor
     /// `quansight` (actor and sponsor) with pool `qs-gpu` of 1,000 runner-minutes, and resource
     /// `gpu` requiring 2 approvals, `cpu` requiring 1.
-    pub fn standard() -> World {
+    pub(crate) fn standard() -> World {
         let mut w = World::new();
         w.register("rev1", &["reviewer"]);
         w.register("rev2", &["reviewer"]);
@@ -200,7 +200,7 @@ impl World {
         w
     }
 
-    pub fn request(&mut self, request: &str, project: &str, resource: &str, extra: Value) -> u64 {
+    pub(crate) fn request(&mut self, request: &str, project: &str, resource: &str, extra: Value) -> u64 {
         let mut data = json!({"request": request, "project": project, "resource": resource,
             "justification": "builds need it", "pull_request": false});
         merge(&mut data, extra);
@@ -209,7 +209,14 @@ impl World {
 
     /// A request approved by enough reviewers, with the automation's grant appended;
     /// returns the grant id.
-    pub fn granted(&mut self, request: &str, project: &str, resource: &str, extra: Value, approval: Value) -> String {
+    pub(crate) fn granted(
+        &mut self,
+        request: &str,
+        project: &str,
+        resource: &str,
+        extra: Value,
+        approval: Value,
+    ) -> String {
         self.request(request, project, resource, extra);
         let required = self.state.request(request).unwrap().approvals_required;
         for reviewer in ["rev1", "rev2"].iter().take(required as usize) {
@@ -221,23 +228,23 @@ impl World {
         self.state.request(request).unwrap().grant.expect("grant issued")
     }
 
-    pub fn usage(&mut self, usage: &str, project: &str, resource: &str, amount: u64) -> Result<u64, Rejection> {
+    pub(crate) fn usage(&mut self, usage: &str, project: &str, resource: &str, amount: u64) -> Result<u64, Rejection> {
         let data = self.usage_data(usage, project, resource, amount);
         self.try_as("meter", "usage.reported", data)
     }
 
-    pub fn usage_data(&self, usage: &str, project: &str, resource: &str, amount: u64) -> Value {
+    pub(crate) fn usage_data(&self, usage: &str, project: &str, resource: &str, amount: u64) -> Value {
         json!({"usage": usage, "project": project, "resource": resource, "amount": amount,
             "started_at": format_rfc3339_ms(self.now_ms - 10 * MINUTE_MS), "ended_at": format_rfc3339_ms(self.now_ms)})
     }
 
     /// Replays the log into a fresh state with check + apply, as an auditor does.
-    pub fn replay(&self) -> State {
+    pub(crate) fn replay(&self) -> State {
         replay(&self.log)
     }
 }
 
-pub fn replay(log: &[Logged]) -> State {
+pub(crate) fn replay(log: &[Logged]) -> State {
     let mut state = State::new();
     for (seq, rec) in log.iter().enumerate() {
         projector::check(&state, &rec.statement, &rec.signers, rec.received_at_ms)
@@ -255,7 +262,7 @@ pub fn replay(log: &[Logged]) -> State {
     state
 }
 
-pub fn merge(base: &mut Value, extra: Value) {
+pub(crate) fn merge(base: &mut Value, extra: Value) {
     if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
         for (k, v) in e {
             b.insert(k, v);

@@ -19,11 +19,11 @@ use crate::json::{hashes_b64, InclusionProof, Receipt, RecordJson, RecordPage};
 use crate::limits::{BODY_BYTES_MAX, EVENTS_PAGE_RECORDS_DEFAULT, EVENTS_PAGE_RECORDS_MAX};
 use crate::problem::Problem;
 use crate::server::extract::{P, Q};
-use crate::server::sequencer::{Outcome, QueueError, Submission};
+use crate::server::sequencer::{Outcome, QueueError, Refusal, Source, Submission, Unavailable};
 use crate::server::snapshot::Snapshot;
 use crate::server::AppState;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/events", get(list).post(submit))
         .route("/v1/events/:seq", get(by_seq))
@@ -77,7 +77,7 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     // Signatures are checked here, on the handler's worker thread, in parallel across
     // requests; the sequencer only re-checks that the keys are still active.
     let snapshot = app.snapshot();
-    let signers = crate::replay::verify_signers(&snapshot.state, &envelope, &statement).map_err(|e| match e {
+    let signers = crate::fold::verify_signers(&snapshot.state, &envelope, &statement).map_err(|e| match e {
         SignatureFailure::UnknownKey { .. } => Problem::unauthorized("unknown_key", e.to_string()),
         SignatureFailure::BadSignature { .. } => Problem::unauthorized("bad_signature", e.to_string()),
     })?;
@@ -92,7 +92,7 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         ));
     }
     let (tx, rx) = oneshot::channel();
-    let submission = Submission { statement, canonical, signers, reply: Some(tx) };
+    let submission = Submission { statement, canonical, signers, source: Source::Client(tx) };
     app.queue.try_send(submission).map_err(|e| match e {
         QueueError::Full => Problem::overloaded("the write queue is full; retry later"),
         QueueError::Closed => Problem::overloaded("the server is shutting down; retry later"),
@@ -105,7 +105,30 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
         Outcome::Duplicate { record, snapshot } => {
             Ok((StatusCode::OK, Json(receipt(app, &id, &record, &snapshot)?)).into_response())
         }
-        Outcome::Rejected(problem) => Err(problem),
+        Outcome::Refused(refusal) => Err(refusal_problem(refusal)),
+    }
+}
+
+/// The sequencer's refusal as the client sees it.
+fn refusal_problem(refusal: Refusal) -> Problem {
+    match refusal {
+        Refusal::Rejected(rejection) => Problem::from_rejection(&rejection),
+        Refusal::KeyInactive { keyid } => Problem::unauthorized("key_inactive", format!("key {keyid} is not active")),
+        Refusal::Conflict { id, seq: Some(seq) } => Problem::new(
+            StatusCode::CONFLICT,
+            "id_conflict",
+            format!("id {id:?} was already used for another event (seq {seq}); pick a new id"),
+        ),
+        Refusal::Conflict { seq: None, .. } => {
+            Problem::new(StatusCode::CONFLICT, "id_conflict", "this id was already logged with other content")
+        }
+        Refusal::Unavailable(why) => Problem::unavailable(match why {
+            Unavailable::StoreUnreadable => "the store cannot be read; retry later",
+            Unavailable::AppendFailed => "the log could not be written; retry later",
+            Unavailable::NotPublished => {
+                "the event is stored but its checkpoint is not published yet; resubmit the same envelope for the receipt"
+            }
+        }),
     }
 }
 
@@ -123,7 +146,7 @@ fn receipt(app: &AppState, id: &str, record: &Record, snapshot: &Snapshot) -> Re
     })
 }
 
-pub fn record_json(rec: &Record) -> Result<RecordJson, Problem> {
+pub(crate) fn record_json(rec: &Record) -> Result<RecordJson, Problem> {
     RecordJson::from_record(rec).map_err(|e| {
         tracing::error!("stored record does not decode: {e}");
         Problem::internal(format!("stored record {} does not decode", rec.seq))

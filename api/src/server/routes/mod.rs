@@ -1,20 +1,21 @@
 //! HTTP routes, one module per area. Each exposes `routes() -> Router<AppState>`.
 
-pub mod events;
-pub mod ops;
-pub mod proofs;
-pub mod stream;
-pub mod views;
+pub(super) mod events;
+pub(super) mod ops;
+pub(super) mod pages;
+pub(super) mod proofs;
+pub(super) mod stream;
+pub(super) mod views;
 
 use crate::problem::Problem;
 
 /// Any path that is not a route.
-pub async fn not_found() -> Problem {
+pub(super) async fn not_found() -> Problem {
     Problem::not_found("no such endpoint; see /openapi.json")
 }
 
 /// A store read failure, as the client sees it.
-pub fn store_error(e: impl std::fmt::Display) -> Problem {
+pub(super) fn store_error(e: impl std::fmt::Display) -> Problem {
     tracing::error!("store read failed: {e}");
     Problem::unavailable("the store cannot be read right now; retry later")
 }

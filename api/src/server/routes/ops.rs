@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use crate::server::AppState;
 
 /// The hand-written OpenAPI 3.1 description of every endpoint.
-pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+pub(crate) const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).route("/openapi.json", get(openapi))
 }
 

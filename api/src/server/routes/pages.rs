@@ -12,19 +12,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::LogFacts;
+use super::store_error;
+use crate::pages::{self, LogFacts};
 use crate::problem::Problem;
-use crate::server::routes::store_error;
 use crate::server::snapshot::Snapshot;
 use crate::server::AppState;
 
-pub const CONTENT_TYPE_HTML: &str = "text/html; charset=utf-8";
+pub(crate) const CONTENT_TYPE_HTML: &str = "text/html; charset=utf-8";
 /// No scripts, no frames, no forms, nothing loaded from elsewhere: the pages need only their
 /// own inline stylesheet.
-pub const CONTENT_SECURITY_POLICY: &str =
+pub(crate) const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/requests", get(requests))
@@ -39,18 +39,18 @@ fn number<T: std::str::FromStr>(params: &HashMap<String, String>, name: &str) ->
     params.get(name).and_then(|v| v.parse().ok())
 }
 
-fn facts(snapshot: &Snapshot) -> LogFacts {
+fn facts(app: &AppState, snapshot: &Snapshot) -> LogFacts {
     LogFacts {
         origin: snapshot.origin.clone(),
         size: snapshot.size,
         checkpoint: snapshot.checkpoint.clone(),
-        log_key: snapshot.log_key.to_string(),
+        log_key: app.identities.log_key().to_string(),
         now_ms: crate::now_ms(),
     }
 }
 
 /// An HTML response with the pages' security headers.
-pub fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_HTML));
@@ -67,12 +67,10 @@ async fn render(
     render: impl FnOnce(&Snapshot, &LogFacts) -> Option<String> + Send + 'static,
 ) -> Response {
     let snapshot = app.snapshot();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let facts = facts(&snapshot);
-        match render(&snapshot, &facts) {
-            Some(page) => (StatusCode::OK, page),
-            None => (StatusCode::NOT_FOUND, super::not_found(&facts, &missing)),
-        }
+    let facts = facts(&app, &snapshot);
+    let rendered = tokio::task::spawn_blocking(move || match render(&snapshot, &facts) {
+        Some(page) => (StatusCode::OK, page),
+        None => (StatusCode::NOT_FOUND, pages::not_found(&facts, &missing)),
     })
     .await;
     match rendered {
@@ -86,29 +84,29 @@ async fn render(
 
 async fn index(State(app): State<AppState>, Query(p): Params) -> Response {
     let resource = p.get("resource").cloned();
-    let page = super::page_number(number(&p, "page"));
+    let page = pages::page_number(number(&p, "page"));
     let missing = format!("There is no resource {:?}.", resource.as_deref().unwrap_or(""));
-    render(app, missing, move |s, f| super::index(&s.state, f, resource.as_deref(), page)).await
+    render(app, missing, move |s, f| pages::index(&s.state, f, resource.as_deref(), page)).await
 }
 
 async fn requests(State(app): State<AppState>, Query(p): Params) -> Response {
-    let page = super::page_number(number(&p, "page"));
-    render(app, String::new(), move |s, f| Some(super::requests(&s.state, f, page))).await
+    let page = pages::page_number(number(&p, "page"));
+    render(app, String::new(), move |s, f| Some(pages::requests(&s.state, f, page))).await
 }
 
 async fn project(State(app): State<AppState>, Path(project): Path<String>) -> Response {
     let missing = format!("The log has no event about a project named {project:?}. Project names are exact.");
-    render(app, missing, move |s, f| super::project(&s.state, f, &project)).await
+    render(app, missing, move |s, f| pages::project(&s.state, f, &project)).await
 }
 
 async fn sponsor(State(app): State<AppState>, Path(sponsor): Path<String>) -> Response {
     let missing = format!("There is no sponsor {sponsor:?}.");
-    render(app, missing, move |s, f| super::sponsor(&s.state, f, &sponsor)).await
+    render(app, missing, move |s, f| pages::sponsor(&s.state, f, &sponsor)).await
 }
 
 async fn events(State(app): State<AppState>, Query(p): Params) -> Response {
     let snapshot = app.snapshot();
-    let window = super::events_window(snapshot.size, number(&p, "before"), number(&p, "page"));
+    let window = pages::events_window(snapshot.size, number(&p, "before"), number(&p, "page"));
     let records = if window.is_empty() {
         Vec::new()
     } else {
@@ -117,6 +115,6 @@ async fn events(State(app): State<AppState>, Query(p): Params) -> Response {
             Err(e) => return store_error(e).into_response(),
         }
     };
-    let facts = facts(&snapshot);
-    html(StatusCode::OK, super::events(&facts, &window, &records))
+    let facts = facts(&app, &snapshot);
+    html(StatusCode::OK, pages::events(&facts, &window, &records))
 }

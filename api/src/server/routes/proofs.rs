@@ -14,7 +14,7 @@ use crate::problem::Problem;
 use crate::server::extract::{P, Q};
 use crate::server::AppState;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/log", get(log_info))
         .route("/v1/checkpoint", get(checkpoint))
@@ -26,8 +26,8 @@ async fn log_info(State(app): State<AppState>) -> Json<LogInfo> {
     let s = app.snapshot();
     Json(LogInfo {
         origin: s.origin.clone(),
-        log_key: s.log_key.to_string(),
-        automation_key: s.automation_key.to_string(),
+        log_key: app.identities.log_key().to_string(),
+        automation_key: app.identities.automation_key().to_string(),
         size: s.size,
         root: b64::encode(s.root),
     })

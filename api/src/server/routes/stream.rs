@@ -23,7 +23,7 @@ use crate::server::extract::Q;
 use crate::server::sequencer::LiveBatch;
 use crate::server::AppState;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/v1/events/stream", get(stream))
 }
 

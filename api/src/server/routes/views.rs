@@ -14,9 +14,9 @@ use crate::problem::Problem;
 use crate::server::extract::{P, Q};
 use crate::server::AppState;
 
-pub const REQUEST_STATUSES: [&str; 4] = ["pending", "granted", "denied", "withdrawn"];
+pub(crate) const REQUEST_STATUSES: [&str; 4] = ["pending", "granted", "denied", "withdrawn"];
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/allocations", get(allocations))
         .route("/v1/access/check", get(access_check))
@@ -92,7 +92,7 @@ struct UsageParams {
 }
 
 /// An RFC 3339 time or a `YYYY-MM-DD` day (UTC midnight), in Unix milliseconds.
-pub fn parse_time_param(name: &str, text: &str) -> Result<i64, Problem> {
+pub(crate) fn parse_time_param(name: &str, text: &str) -> Result<i64, Problem> {
     ledger::statement::parse_rfc3339_ms(text)
         .or_else(|| ledger::statement::parse_rfc3339_ms(&format!("{text}T00:00:00Z")))
         .ok_or_else(|| {

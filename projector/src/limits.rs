@@ -1,0 +1,42 @@
+//! Every limit of the projector, as a named constant (units last): the bounds a statement's
+//! `data`, the clock and the interop files meet, in one place.
+//!
+//! The modules that enforce a limit re-export it under its old path
+//! (`projector::data::TEXT_BYTES_MAX`, `projector::ISSUED_AT_FUTURE_MS_MAX`, ...). A limit
+//! that follows from another one is computed from it here, never copied. The ledger's own
+//! limits (statement ids, actor names, envelope and leaf sizes) are in `ledger::limits`.
+
+/// `issued_at` may be at most this many minutes after the server clock (client clocks
+/// drift; a statement dated further ahead is refused).
+pub const ISSUED_AT_FUTURE_MINUTES_MAX: i64 = 5;
+/// [`ISSUED_AT_FUTURE_MINUTES_MAX`] in milliseconds, the unit of the clocks it is checked on.
+pub const ISSUED_AT_FUTURE_MS_MAX: i64 = ISSUED_AT_FUTURE_MINUTES_MAX * 60 * 1000;
+
+/// At most this many automatic statements are returned per call to `automation`; the rest
+/// follow on the next call.
+pub const AUTOMATION_STATEMENTS_MAX: usize = 1024;
+
+/// Free text (justification, notes, reasons, descriptions, URLs) longer than this is rejected.
+pub const TEXT_BYTES_MAX: usize = 4096;
+/// Names of providers, units, terms versions and grant roles are 1 to this many bytes.
+pub const NAME_BYTES_MAX: usize = 128;
+/// People on one grant's or request's `users` list.
+pub const USERS_MAX: usize = 1000;
+/// Resources one pool may pay for.
+pub const POOL_RESOURCES_MAX: usize = 256;
+/// Admins named in the genesis.
+pub const GENESIS_ADMINS_MAX: usize = 16;
+/// Roles on one grant (Cirun's repository roles).
+pub const GRANT_ROLES_MAX: usize = 16;
+/// `days` / `max_days` larger than this (about a century) are rejected, so time arithmetic
+/// stays in range.
+pub const DAYS_MAX: u64 = 36_500;
+/// Project names (`^[a-z0-9][a-z0-9._-]{0,99}$`) are 1 to this many bytes.
+pub const PROJECT_NAME_BYTES_MAX: usize = 100;
+/// GitHub logins are 1 to this many characters.
+pub const GITHUB_LOGIN_BYTES_MAX: usize = 39;
+
+/// Policies in one imported Cirun `.access.yml` (a bound on hostile input).
+pub const IMPORT_POLICIES_MAX: usize = 10_000;
+/// Feedstocks × resources in one admin-requests file.
+pub const ADMIN_REQUEST_PAIRS_MAX: usize = 1_000;
