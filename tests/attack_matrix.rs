@@ -71,14 +71,11 @@ fn granted(s: &Server, credits: u64) -> Cast {
 }
 
 fn usage(key: &SigningKey, origin: &str, id: &str, usage: &str, project: &str, resource: &str, amount: u64) -> Vec<u8> {
-    signed(
-        key,
-        origin,
-        id,
-        "usage.reported",
+    signed(key, origin, id, "usage.reported", {
+        let (started_at, ended_at) = job_just_now();
         json!({"usage": usage, "project": project, "resource": resource, "amount": amount,
-            "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T10:42:00Z"}),
-    )
+                "started_at": started_at, "ended_at": ended_at})
+    })
 }
 
 #[test]

@@ -247,13 +247,11 @@ fn secrets_never_appear_in_logs_or_error_bodies() {
     open_request(&s, &cast, "gpu-1");
     s.append(&cast.alice, "approve-1", "request.approved", json!({"request": "gpu-1", "pool": POOL}));
     s.append(&cast.bob, "approve-2", "request.approved", json!({"request": "gpu-1"}));
-    s.append(
-        &cast.bot,
-        "usage-1",
-        "usage.reported",
+    s.append(&cast.bot, "usage-1", "usage.reported", {
+        let (started_at, ended_at) = job_just_now();
         json!({"usage": "job-1", "project": PROJECT, "resource": RESOURCE, "amount": 42,
-            "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T10:42:00Z"}),
-    );
+                "started_at": started_at, "ended_at": ended_at})
+    });
     s.append(&s.admin(), "revoke-1", "grant.revoked", json!({"grant": "grant:gpu-1", "reason": "moved"}));
     let stranger = SigningKey::generate("mallory").unwrap();
     let rejected: Vec<Vec<u8>> = vec![

@@ -58,10 +58,15 @@ fn cirun_access_imports_once_and_exports_the_same_allocations() {
     let original = access_pairs(&std::fs::read_to_string(ACCESS_YML).unwrap());
     assert_eq!(access_pairs(&std::fs::read_to_string(&exported).unwrap()), original);
     assert_eq!(s.ok(&["export-cirun-access"]), std::fs::read_to_string(&exported).unwrap());
-    // And the access check agrees with the file.
+    // And the access check agrees with the file: these policies list their users, so without
+    // a user the check fails closed, and with one of the policy's users it allows.
     for (resource, repo, _) in original.iter().take(5) {
         let answer = s.get_json(&format!("/v1/access/check?project={repo}&resource={resource}"));
-        assert_eq!(answer["allowed"], true, "{repo} on {resource}: {answer}");
+        assert_eq!(answer["allowed"], false, "{repo} on {resource}: {answer}");
+        assert_eq!(answer["reason"], "user_required", "{repo} on {resource}: {answer}");
+        let user = answer["grant"]["users"][0].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+        let answer = s.get_json(&format!("/v1/access/check?project={repo}&resource={resource}&user={user}"));
+        assert_eq!(answer["allowed"], true, "{repo} on {resource} for {user}: {answer}");
     }
 
     // A maintainer's admin-requests file becomes a request (by a registered requester).

@@ -84,8 +84,8 @@ fn check_prints_a_checklist_with_seqs_and_exits_by_verdict() {
     }
     let l = line(steps, "user");
     assert!(l.starts_with("  ✗ user"), "{l}");
-    assert!(l.contains("h-vetinari has accepted no terms"), "{l}");
-    assert!(line(steps, "approvals").contains("1 of 1 approvals (alice)"));
+    assert!(l.contains(r#""h-vetinari" has accepted no terms"#), "{l}");
+    assert!(line(steps, "approvals").contains(r#"1 of 1 approval ("alice")"#), "{lines:#?}");
     assert!(line(steps, "credits").contains("0 of 900 credits used"));
     assert_eq!(steps.iter().filter(|l| l.starts_with("  ✗ ")).count(), 1, "{lines:#?}");
 
@@ -115,7 +115,7 @@ fn check_prints_a_checklist_with_seqs_and_exits_by_verdict() {
     assert!(steps.iter().all(|l| l.starts_with("  ✓ ")), "{lines:#?}");
     let l = line(steps, "user");
     assert!(
-        l.contains(&format!("h-vetinari accepted terms {TERMS}")) && l.ends_with(&format!("(seq {accepted})")),
+        l.contains(&format!("\"h-vetinari\" accepted terms {TERMS:?}")) && l.ends_with(&format!("(seq {accepted})")),
         "{l}"
     );
 
@@ -125,17 +125,19 @@ fn check_prints_a_checklist_with_seqs_and_exits_by_verdict() {
     assert_eq!(lines.last().unwrap(), &format!("denied: {PROJECT} may not use {BLACKSMITH}: github_id_mismatch"));
     assert!(line(&lines, "user").starts_with("  ✗ user"), "{lines:#?}");
 
-    // Without --user the project's answer: no user step, and a missing step exits 3.
-    let (code, lines) = check(&server, &[]);
-    assert_eq!(code, 0);
-    assert_eq!(lines[0], format!("{PROJECT} on {BLACKSMITH}:"));
-    assert!(!lines.iter().any(|l| l.starts_with("  ✓ user") || l.starts_with("  ✗ user")), "{lines:#?}");
+    // Without --user a grant that names its users fails closed, and says what to pass.
+    let out = server.cli(&["check", PROJECT, BLACKSMITH, "--pull-request"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().any(|l| l.starts_with("  ✗ user")), "{stdout}");
+    assert!(stdout.contains(&format!("denied: {PROJECT} may not use {BLACKSMITH}: user_required")), "{stdout}");
+    assert!(stdout.contains("pass --user LOGIN --github-id ID"), "{stdout}");
     let out = server.cli(&["check", "numpy-feedstock", BLACKSMITH]);
     assert_eq!(out.status.code(), Some(3));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     let request = lines.iter().find(|l| l.starts_with("  ✗ request ")).unwrap_or_else(|| panic!("{stdout}"));
-    assert!(request.ends_with(&format!("no request for numpy-feedstock on {BLACKSMITH}")), "{stdout}");
+    assert!(request.ends_with(&format!("no request for \"numpy-feedstock\" on {BLACKSMITH:?}")), "{stdout}");
     assert!(stdout.ends_with(&format!("denied: numpy-feedstock may not use {BLACKSMITH}: no_request\n")), "{stdout}");
 
     // The endpoints behind it are documented.
@@ -149,7 +151,9 @@ fn check_prints_a_checklist_with_seqs_and_exits_by_verdict() {
     assert_eq!(params, ["project", "resource", "pull_request", "user", "github_id"]);
     assert!(openapi["components"]["schemas"]["Explanation"]["properties"].get("steps").is_some());
 
-    // --user needs --github-id: an acceptance is tied to the numeric id.
-    let out = server.cli(&["check", PROJECT, BLACKSMITH, "--user", "h-vetinari"]);
+    // --github-id needs --user; --user alone is checked against the login only, and says so.
+    let out = server.cli(&["check", PROJECT, BLACKSMITH, "--github-id", "33001"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = server.cli(&["check", PROJECT, BLACKSMITH, "--user", "h-vetinari"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

@@ -145,7 +145,7 @@ fn every_denial_reason_is_explained_with_the_seqs_that_prove_it() {
     assert_denied(&e, "awaiting_approvals (1 of 2)");
     assert_step(&e, "request", true, Some(opened));
     assert_step(&e, "approvals", false, Some(approved));
-    assert!(step(&e, "approvals")["detail"].as_str().unwrap().contains("1 of 2 approvals (alice)"), "{e}");
+    assert!(step(&e, "approvals")["detail"].as_str().unwrap().contains(r#"1 of 2 approvals ("alice")"#), "{e}");
     assert_step(&e, "grant", false, None);
 
     // request_denied: a reviewer said no.
@@ -187,12 +187,13 @@ fn every_denial_reason_is_explained_with_the_seqs_that_prove_it() {
 
     // grant_exhausted: the usage reached the credit limit.
     let g = grant_via_quorum(&server, &cast, "tf-cpu", CPU, json!({"project": "tensorflow-feedstock", "credits": 100}));
+    let (started_at, ended_at) = job_just_now();
     let usage = server.append(
         &cast.bot,
         "usage-tf-1",
         "usage.reported",
         json!({"usage": "tf-job-1", "project": "tensorflow-feedstock", "resource": CPU, "amount": 100,
-               "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T11:40:00Z"}),
+               "started_at": started_at, "ended_at": ended_at}),
     );
     let e = explain(&server, "tensorflow-feedstock", CPU, false, None);
     assert_denied(&e, "grant_exhausted");
@@ -225,6 +226,12 @@ fn every_denial_reason_is_explained_with_the_seqs_that_prove_it() {
     let e = explain(&server, "cupy-feedstock", CPU, false, Some(("mallory", 666)));
     assert_denied(&e, "user_not_listed");
     assert_step(&e, "user", false, Some(g.grant_seq));
+    // user_required: without a user, a grant that names its users fails closed.
+    let e = explain(&server, "cupy-feedstock", CPU, false, None);
+    assert_denied(&e, "user_required");
+    assert_eq!(e["grant"], g.grant.as_str());
+    assert_step(&e, "user", false, Some(g.grant_seq));
+    assert_eq!(failing(&e), ["user"]);
     let e = explain(&server, "cupy-feedstock", CPU, false, Some(("leofang", 123)));
     assert_eq!(e["allowed"], true, "{e}");
     assert_step(&e, "user", true, Some(g.grant_seq));
@@ -243,6 +250,10 @@ fn every_denial_reason_is_explained_with_the_seqs_that_prove_it() {
     assert_denied(&e, "terms_not_accepted");
     assert_step(&e, "user", false, None);
     assert_step(&e, "grant", true, Some(g.grant_seq));
+    let e = explain(&server, "lightgbm-feedstock", TERMS_RESOURCE, false, None);
+    assert_denied(&e, "user_required");
+    assert_step(&e, "user", false, Some(g.grant_seq));
+    assert!(step(&e, "user")["detail"].as_str().unwrap().contains(&format!("accepted terms {TERMS:?}")), "{e}");
     let old_terms = server
         .append(
             &cast.bot,

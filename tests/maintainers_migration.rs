@@ -22,6 +22,13 @@ fn check(server: &Server, project: &str, resource: &str, pull_request: bool) -> 
     server.get_json(&format!("/v1/access/check?project={project}&resource={resource}&pull_request={pull_request}"))
 }
 
+/// The check for a job of `user`: the question a grant that names its users answers.
+fn check_as(server: &Server, project: &str, resource: &str, pull_request: bool, user: &str) -> Value {
+    server.get_json(&format!(
+        "/v1/access/check?project={project}&resource={resource}&pull_request={pull_request}&user={user}&github_id=1"
+    ))
+}
+
 fn labels(server: &Server) -> BTreeMap<String, Vec<String>> {
     serde_json::from_value(server.get_json("/v1/exports/runner-labels.json")).unwrap()
 }
@@ -66,13 +73,14 @@ fn gpu_grant(server: &Server, cast: &Cast, request: &str, project: &str, extra: 
 }
 
 fn usage(server: &Server, cast: &Cast, id: &str, project: &str, resource: &str, amount: u64) -> u64 {
+    let (started_at, ended_at) = job_just_now();
     server
         .append(
             &cast.bot,
             id,
             "usage.reported",
             json!({"usage": id, "project": project, "resource": resource, "amount": amount,
-                   "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T11:00:00Z"}),
+                   "started_at": started_at, "ended_at": ended_at}),
         )
         .seq
 }
@@ -170,8 +178,8 @@ fn grants_migrated_moves_every_active_grant_to_the_new_provider() {
         let grant_step = e["steps"].as_array().unwrap().iter().find(|s| s["step"] == "grant").unwrap();
         assert_eq!((grant_step["ok"].as_bool(), grant_step["seq"].as_u64()), (Some(false), Some(migrated)), "{e}");
 
-        // The new one allows, with the same terms.
-        let answer = check(&server, project, CIRRUS, false);
+        // The new one allows, with the same terms (jax's to the users it lists).
+        let answer = check_as(&server, project, CIRRUS, false, "hawkinsp");
         assert_eq!(answer["allowed"], true, "{project}: {answer}");
         let new = &answer["grant"];
         assert_ne!(new["grant"], old["grant"]);
@@ -189,7 +197,8 @@ fn grants_migrated_moves_every_active_grant_to_the_new_provider() {
         assert!(moved["detail"].as_str().unwrap().contains(old["grant"].as_str().unwrap()), "{moved}");
     }
     // Limits and users came along: jax keeps pull requests and its users list.
-    assert_eq!(check(&server, JAX, CIRRUS, true)["allowed"], true);
+    assert_eq!(check_as(&server, JAX, CIRRUS, true, "ngam")["allowed"], true);
+    assert_eq!(check(&server, JAX, CIRRUS, true)["reason"], "user_required");
     let answer = server.get_json(&format!(
         "/v1/access/check?project={JAX}&resource={CIRRUS}&pull_request=true&user=mallory&github_id=7"
     ));
@@ -221,14 +230,15 @@ fn grants_migrated_moves_every_active_grant_to_the_new_provider() {
     let row = |p: &str, r: &str, n: u64| (p.to_string(), POOL.to_string(), r.to_string(), n);
     assert_eq!(rows, [row(JAX, RESOURCE, 50), row(PROJECT, CIRRUS, 25), row(PROJECT, RESOURCE, 300)]);
     // A usage report for the old runner is refused now.
+    let (started_at, ended_at) = job_just_now();
     let (status, body) = server.submit(
         &cast.bot,
         "pytorch-job-3",
         "usage.reported",
         json!({"usage": "pytorch-job-3", "project": PROJECT, "resource": RESOURCE, "amount": 5,
-               "started_at": "2026-03-02T10:00:00Z", "ended_at": "2026-03-02T11:00:00Z"}),
+               "started_at": started_at, "ended_at": ended_at}),
     );
-    assert_eq!(status, 422, "{body}");
+    assert_eq!((status, body["code"].as_str()), (422, Some("no_active_grant")), "{body}");
 
     // The exports show the move.
     let after = expected_labels(&[(CUPY, &[CIRRUS]), (JAX, &[CIRRUS]), (NUMPY, &[CPU]), (PROJECT, &[CIRRUS])]);

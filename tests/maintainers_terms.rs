@@ -82,10 +82,11 @@ fn terms_acceptance_gates_a_users_from_json_grant() {
                "pull_request": true, "users_from_json": USERS_JSON_URL}),
     );
     server.append(&cast.alice, "approve-bs", "request.approved", json!({"request": "pytorch-bs"}));
-    // Without a user the project may use it; with one, the user must have accepted the terms.
+    // Without a user the check fails closed; with one, the user must have accepted the terms.
     let answer =
         server.get_json(&format!("/v1/access/check?project={PROJECT}&resource={BLACKSMITH}&pull_request=true"));
-    assert_eq!(answer["allowed"], true, "{answer}");
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert_eq!(answer["reason"], "user_required", "{answer}");
     assert_eq!(answer["grant"]["users_from_json"], USERS_JSON_URL);
     assert_eq!(reason(&server, "h-vetinari", 33001), "terms_not_accepted");
     assert!(users_json(&server).is_empty());

@@ -22,8 +22,6 @@ const CHROMIUM_DEFAULT: &str = "/usr/bin/chromium";
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
 const SCRIPT: &str = "<script>alert(1)</script>";
 const SCRIPT_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
 
 /// The browser, or None (with a notice) when it is missing outside CI.
 fn chromium() -> Option<PathBuf> {
@@ -93,16 +91,16 @@ fn dom(browser: &Path, server: &Server, path: &str) -> String {
 /// A finished job: (usage id, project, amount, started_at, ended_at).
 type Job = (String, &'static str, u64, String, String);
 
-/// The README's job, then two weeks of jobs for the chart: pytorch daily, cupy every other day.
+/// The README's job, then more jobs for the chart and the tables: pytorch and cupy. Usage must
+/// fall inside its grant's life, so every job ran just now, after the grants were issued; the
+/// chart shows today's bar.
 fn usage_jobs(now_ms: i64) -> Vec<Job> {
-    let mut jobs: Vec<Job> =
-        vec![("job-1".into(), PROJECT, 42, "2026-03-01T10:00:00Z".into(), "2026-03-01T10:42:00Z".into())];
-    for day in 1..=14u64 {
-        let end = now_ms - day as i64 * DAY_MS;
-        let (started, ended) = (format_rfc3339_ms(end - HOUR_MS), format_rfc3339_ms(end));
-        jobs.push((format!("job-pytorch-{day}"), PROJECT, 40 + day * 73 % 230, started.clone(), ended.clone()));
-        if day % 2 == 1 {
-            jobs.push((format!("job-cupy-{day}"), "cupy-feedstock", 15 + day * 37 % 90, started, ended));
+    let now = format_rfc3339_ms(now_ms);
+    let mut jobs: Vec<Job> = vec![("job-1".into(), PROJECT, 42, now.clone(), now.clone())];
+    for n in 1..=14u64 {
+        jobs.push((format!("job-pytorch-{n}"), PROJECT, 40 + n * 73 % 230, now.clone(), now.clone()));
+        if n % 2 == 1 {
+            jobs.push((format!("job-cupy-{n}"), "cupy-feedstock", 15 + n * 37 % 90, now.clone(), now.clone()));
         }
     }
     jobs
@@ -375,8 +373,8 @@ fn pages_show_the_seeded_ledger_in_a_real_browser() {
     assert!(sponsor.contains("<title id=\"chart-title\">Daily usage of NumFOCUS"));
     assert!(sponsor.contains("<a href=\"/projects/cupy-feedstock\">cupy-feedstock</a>"));
     assert!(sponsor.contains(&format!("<td class=\"num\">{}</td>", thousands(pytorch_used))), "pytorch's usage");
-    let today = format_rfc3339_ms(api::now_ms() - DAY_MS);
-    assert!(sponsor.contains(&format!("<time datetime=\"{}\">", &today[..10])), "yesterday's usage in the table");
+    let today = format_rfc3339_ms(api::now_ms());
+    assert!(sponsor.contains(&format!("<time datetime=\"{}\">", &today[..10])), "today's usage in the table");
 
     // `/events`: newest first, the hostile text as text.
     let events = dom(&browser, &server, "/events");

@@ -183,7 +183,8 @@ fn the_readme_walkthrough_works_step_by_step() {
     let grant = server.get_json("/v1/events/by-id/grant.issued:gpu-pytorch");
     assert!(grant["envelope"]["signatures"][0]["keyid"].as_str().unwrap().starts_with("automation+"), "{grant}");
 
-    // Usage and the sponsor's report.
+    // Usage and the sponsor's report: a job that ran after the grant was issued.
+    let (started_at, ended_at) = job_just_now();
     let out = sh.ok(&[
         "report-usage",
         "--usage",
@@ -195,9 +196,9 @@ fn the_readme_walkthrough_works_step_by_step() {
         "--amount",
         "42",
         "--started-at",
-        "2026-03-01T10:00:00Z",
+        &started_at,
         "--ended-at",
-        "2026-03-01T10:42:00Z",
+        &ended_at,
         "--key",
         "bot.key",
     ]);
@@ -256,4 +257,118 @@ fn the_readme_walkthrough_works_step_by_step() {
     let again = Server::start_default(cwd);
     assert!(again.stdout.is_empty(), "second start re-initialised: {:?}", again.stdout);
     assert_eq!(again.log(), log);
+}
+
+/// The README's sections that a newcomer runs, in order, in one shell.
+const README_SECTIONS_RUN: [&str; 3] =
+    ["Five-minute walkthrough", "Why am I denied?", "Auditing without trusting the server"];
+/// Commands that serve or follow forever: the test starts the server itself and skips these.
+const README_COMMANDS_SKIPPED: [&str; 4] = ["cargo run", "grantline serve", "grantline monitor", "curl -sN"];
+
+/// One command of a README block: its text (continuation lines joined) and the output lines the
+/// README promises right below it (`# allowed: …`, `# denied: …`).
+struct ReadmeCommand {
+    text: String,
+    expected: Vec<String>,
+}
+
+fn readme_commands() -> Vec<ReadmeCommand> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut commands: Vec<ReadmeCommand> = Vec::new();
+    let mut section = String::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in readme.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            section = title.trim().to_string();
+            continue;
+        }
+        if !README_SECTIONS_RUN.contains(&section.as_str()) {
+            continue;
+        }
+        if line.starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let trimmed = line.trim();
+        if let Some(comment) = trimmed.strip_prefix("# ") {
+            let promised = comment.starts_with("allowed:") || comment.starts_with("denied:");
+            if let (true, Some(last)) = (promised && pending.is_empty(), commands.last_mut()) {
+                last.expected.push(comment.to_string());
+            }
+            continue;
+        }
+        if trimmed.is_empty() {
+            continue;
+        }
+        pending.push_str(line);
+        pending.push('\n');
+        if !trimmed.ends_with('\\') {
+            commands.push(ReadmeCommand { text: std::mem::take(&mut pending), expected: Vec::new() });
+        }
+    }
+    commands
+}
+
+/// Every `sh` block of the walkthrough, the denial and the audit sections, run as written by
+/// bash in a fresh directory against a real server (its address in place of 127.0.0.1:8080),
+/// one shell for all, so variables carry over as they do for a reader. Each command must
+/// succeed (`check` may deny, exit 3) and print what the README promises below it.
+#[test]
+fn the_readme_runs_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let server = Server::start_default(cwd);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let commands = readme_commands();
+    assert!(commands.len() > 30, "the README lost its walkthrough? {} commands", commands.len());
+
+    let mut script = String::from("exec 2>&1\n");
+    for (n, c) in commands.iter().enumerate() {
+        let text = c.text.replace("127.0.0.1:8080", &addr).replace("localhost:8080", &addr);
+        let skipped = README_COMMANDS_SKIPPED.iter().any(|s| text.trim_start().starts_with(s));
+        script.push_str(&format!("echo '@@begin {n}'\n"));
+        script.push_str(if skipped { ":\n" } else { &text });
+        script.push_str(&format!("echo \"@@end {n} $?\"\n"));
+    }
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("GRANTLINE_SERVER", &server.url)
+        .env_remove("GRANTLINE_KEY")
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+
+    for (n, c) in commands.iter().enumerate() {
+        let begin = format!("@@begin {n}\n");
+        let start =
+            transcript.find(&begin).unwrap_or_else(|| panic!("command {n} never ran:\n{transcript}")) + begin.len();
+        let end_marker = format!("@@end {n} ");
+        let end = start + transcript[start..].find(&end_marker).unwrap_or_else(|| panic!("command {n} did not end"));
+        let output = &transcript[start..end];
+        let code: i32 = transcript[end + end_marker.len()..].lines().next().unwrap_or("").trim().parse().unwrap();
+        let is_check = c.text.trim_start().starts_with("grantline check");
+        let denied = c.expected.iter().any(|e| e.starts_with("denied:"));
+        let code_ok = match (is_check, denied) {
+            (true, true) => code == 3,
+            (true, false) => code == 0 || (c.expected.is_empty() && code == 3),
+            (false, _) => code == 0,
+        };
+        assert!(code_ok, "README command failed with exit code {code}:\n{}{output}", c.text);
+        for expected in &c.expected {
+            assert!(
+                output.contains(expected.as_str()),
+                "README promises {expected:?} after\n{}but it printed:\n{output}",
+                c.text
+            );
+        }
+    }
 }

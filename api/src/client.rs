@@ -1,7 +1,10 @@
 //! The one blocking HTTP client for the grantline API: the CLI's commands, `verify`, `export`,
 //! `prove` and `monitor` all use it, with one retry policy and one set of limits. Everything
-//! the server says is checked by the caller; this module only fetches and decodes. Plain http
-//! only (reqwest without TLS); put a TLS proxy in front for https.
+//! the server says is checked by the caller; this module only fetches and decodes.
+//!
+//! `https://` goes through rustls (no OpenSSL) and trusts the system's CA store, or the PEM
+//! bundle named by `SSL_CERT_FILE` instead (rustls-native-certs reads that variable, as
+//! OpenSSL does), so a deployment behind a TLS proxy is reached as it is.
 
 use std::io::Read;
 use std::time::Duration;
@@ -21,10 +24,12 @@ use crate::problem::Problem;
 /// Why a call to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No HTTP answer at all (connection refused, timeout, DNS).
-    #[error("cannot reach the server at {server}: {source}")]
+    /// No HTTP answer at all (connection refused, timeout, DNS, an untrusted certificate).
+    /// `detail` is the whole chain of causes: reqwest's own message names only the URL.
+    #[error("cannot reach the server at {server}: {detail}")]
     Unreachable {
         server: String,
+        detail: String,
         #[source]
         source: reqwest::Error,
     },
@@ -55,16 +60,24 @@ pub(crate) struct Submitted {
 impl Client {
     pub(crate) fn new(server: &str) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::Invalid(format!(
-                "--server {server:?} must be an http:// URL (e.g. http://127.0.0.1:8080)"
+                "--server {server:?} must be an http:// or https:// URL (e.g. http://127.0.0.1:8080 or \
+                 https://ledger.example.org)"
             )));
+        }
+        if base.starts_with("https://") {
+            check_ca_bundle()?;
         }
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(CLIENT_TIMEOUT_MS))
             .build()
-            .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {}", causes(&e))))?;
         Ok(Client { base, http })
+    }
+
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Unreachable { server: self.base.clone(), detail: causes(&source), source }
     }
 
     pub(crate) fn base(&self) -> &str {
@@ -82,8 +95,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let resp =
-                request().send().map_err(|source| ClientError::Unreachable { server: self.base.clone(), source })?;
+            let resp = request().send().map_err(|source| self.unreachable(source))?;
             let status = resp.status();
             if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < CLIENT_ATTEMPTS_MAX {
                 let wait_ms = resp
@@ -194,11 +206,11 @@ impl Client {
             .timeout(None)
             .connect_timeout(Duration::from_millis(CLIENT_TIMEOUT_MS))
             .build()
-            .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| ClientError::Invalid(format!("cannot build the HTTP client: {}", causes(&e))))?;
         let resp = client
             .get(self.url(&format!("/v1/events/stream?from={from}")))
             .send()
-            .map_err(|source| ClientError::Unreachable { server: self.base.clone(), source })?;
+            .map_err(|source| self.unreachable(source))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(ClientError::Problem(Problem::new(status, "http_error", "the event stream was refused")));
@@ -227,6 +239,46 @@ impl Client {
             }
         }
     }
+}
+
+/// Environment variable naming a PEM bundle of CA certificates to trust instead of the
+/// system's store (the OpenSSL convention, read by rustls-native-certs).
+pub(crate) const CA_BUNDLE_ENV: &str = "SSL_CERT_FILE";
+
+/// A bundle named by `SSL_CERT_FILE` must be readable: rustls-native-certs would otherwise
+/// start with no trusted CA at all, and every https call would fail as an untrusted
+/// certificate, far from the cause.
+fn check_ca_bundle() -> Result<(), ClientError> {
+    let Some(path) = std::env::var_os(CA_BUNDLE_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::File::open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ClientError::Invalid(format!(
+            "{CA_BUNDLE_ENV}={} names the CA certificate bundle to trust, but it cannot be read: {e}",
+            std::path::Path::new(&path).display()
+        ))),
+    }
+}
+
+/// An error and its causes in one line, each said once, with what to do about an untrusted
+/// certificate.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in std::iter::successors(Some(error), |e| e.source()) {
+        let text = cause.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    let mut said = parts.join(": ");
+    if said.contains("certificate") {
+        said.push_str(&format!(
+            " (the server's TLS certificate was refused: if a private CA signed it, add that CA to the \
+             system's store or name a PEM bundle of trusted CA certificates with {CA_BUNDLE_ENV}=FILE)"
+        ));
+    }
+    said
 }
 
 /// The body, refused past `CLIENT_RESPONSE_BYTES_MAX` bytes.

@@ -1,5 +1,6 @@
-//! The data directory: `<DIR>/db` (sled), `<DIR>/log.key`, `<DIR>/automation.key`; `init`
-//! (keys and the genesis record) and `open` (store, keys and the replayed state).
+//! The data directory: `<DIR>/db` (sled), `<DIR>/log.key`, `<DIR>/automation.key`,
+//! `<DIR>/log.pub` (the log's verifier key, for auditors); `init` (keys and the genesis record)
+//! and `open` (store, keys and the replayed state).
 
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,24 @@ pub(crate) const DEFAULT_DATA_DIR: &str = "grantline-data";
 pub enum DataDirError {
     #[error("{0} is already initialised (it has a log key or records)")]
     AlreadyInitialised(String),
-    #[error("{0} is not an initialised data directory (run `grantline init` first)")]
+    #[error(
+        "{0} is not an initialised data directory; create the ledger first with\n  \
+         grantline init --data {0} --origin NAME --admin-key-out FILE"
+    )]
     NotInitialised(String),
+    /// The log is there but the server's private keys are not: an `import`ed directory.
+    #[error("{}", keys_missing(.dir, .missing))]
+    KeysMissing { dir: String, missing: Vec<&'static str> },
+    /// The database is locked by another process, most likely a server already serving it.
+    #[error(
+        "another grantline server (or another grantline command) is using {dir}: its database is locked. \
+         Stop that process first, or give this server a data directory of its own"
+    )]
+    InUse {
+        dir: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -48,6 +65,24 @@ pub enum DataDirError {
     Genesis(String),
     #[error("{0}")]
     Mismatch(String),
+}
+
+/// Which key files are missing and the commands that restore them.
+fn keys_missing(dir: &str, missing: &[&str]) -> String {
+    let (files, them) = match missing {
+        [one] => (format!("file {one}"), "it"),
+        many => (format!("files {}", many.join(" and ")), "them"),
+    };
+    let from_backup: Vec<String> = missing.iter().map(|name| format!("OLD-DATA/{name}")).collect();
+    let in_dir: Vec<String> = missing.iter().map(|name| format!("{dir}/{name}")).collect();
+    format!(
+        "{dir} holds a log but not the server's private key {files}: an export, and so an import, never \
+         carries private keys. Copy {them} from the backup of the old data directory (OLD-DATA):\n  \
+         cp {} {dir}/ && chmod 600 {}\n\
+         They must be the keys named in the genesis record; a new key cannot replace them.",
+        from_backup.join(" "),
+        in_dir.join(" ")
+    )
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> DataDirError {
@@ -75,6 +110,11 @@ impl DataDir {
 
     pub fn automation_key(&self) -> PathBuf {
         self.root.join("automation.key")
+    }
+
+    /// The log's verifier key (public), written by `init` for auditors to pin.
+    pub fn log_pub(&self) -> PathBuf {
+        self.root.join("log.pub")
     }
 
     /// Where `grantline serve` puts the admin key when it initialises on first run.
@@ -146,8 +186,9 @@ pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> R
     admin_key.write_file(admin_key_out).map_err(|e| io_err(admin_key_out, e))?;
     log_key.write_file(&dir.log_key()).map_err(|e| io_err(&dir.log_key(), e))?;
     automation_key.write_file(&dir.automation_key()).map_err(|e| io_err(&dir.automation_key(), e))?;
+    std::fs::write(dir.log_pub(), format!("{}\n", log_key.verifier())).map_err(|e| io_err(&dir.log_pub(), e))?;
 
-    let store = Store::open(&dir.db())?;
+    let store = open_store(dir)?;
     if store.size() != 0 {
         return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
     }
@@ -193,14 +234,36 @@ pub struct Opened {
     pub replay_warnings: u64,
 }
 
+/// The store of `dir`; a lock held by another process is [`DataDirError::InUse`].
+fn open_store(dir: &DataDir) -> Result<Store, DataDirError> {
+    Store::open(&dir.db()).map_err(|e| match e {
+        e @ StoreError::Locked { .. } => DataDirError::InUse { dir: dir.root.display().to_string(), source: e },
+        other => DataDirError::Store(other),
+    })
+}
+
 pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
-    if !dir.log_key().exists() || !dir.db().exists() {
-        return Err(DataDirError::NotInitialised(dir.root.display().to_string()));
+    let shown = dir.root.display().to_string();
+    if !dir.db().exists() {
+        if dir.log_key().exists() {
+            return Err(DataDirError::Mismatch(format!(
+                "{shown} has keys but no database (an interrupted init?); remove it and run init again"
+            )));
+        }
+        return Err(DataDirError::NotInitialised(shown));
+    }
+    let missing: Vec<&'static str> = [(dir.log_key(), "log.key"), (dir.automation_key(), "automation.key")]
+        .into_iter()
+        .filter(|(path, _)| !path.exists())
+        .map(|(_, name)| name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(DataDirError::KeysMissing { dir: shown, missing });
     }
     let log_key = SigningKey::read_file(&dir.log_key())?;
     let automation_key = SigningKey::read_file(&dir.automation_key())?;
     let opening = std::time::Instant::now();
-    let store = Store::open(&dir.db())?;
+    let store = open_store(dir)?;
     // Worth logging: sled replays what was written since it was last opened, so this grows
     // with the previous run's writes (BENCHMARKS.md, restart).
     tracing::info!("opened the store ({} records) in {} ms", store.size(), opening.elapsed().as_millis());

@@ -80,6 +80,7 @@ fn title(status: StatusCode) -> &'static str {
         401 => "Bad or unknown signature",
         403 => "Role not allowed",
         404 => "Not found",
+        405 => "Method not allowed",
         408 => "Request timed out",
         409 => "Id reused with other content",
         413 => "Request too large",

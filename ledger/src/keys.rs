@@ -29,8 +29,13 @@ pub enum KeyError {
     )]
     InvalidName(String),
     /// The key id in the text is not the one the name and key hash to.
-    #[error("key id mismatch: the text says {stated:08x}, the key hashes to {computed:08x}")]
+    #[error(
+        "key id mismatch: the text says {stated:08x}, but {name:?} with this key has id {computed:08x} \
+         (the name, the id or the key was changed; copy the key text again from its source)"
+    )]
     IdMismatch {
+        /// The key name written in the key text.
+        name: String,
         /// The id written in the key text.
         stated: u32,
         /// The id of the name and key ([`key_id`]).
@@ -48,6 +53,27 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// A private key file is readable or writable by group or others (unix), so it is
+    /// refused, as ssh refuses one.
+    #[error(
+        "permissions {mode:04o} for private key file {path} are too open: it must be readable by its \
+         owner only; run `chmod 600 {path}`"
+    )]
+    Permissions {
+        /// The file, as given.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file holds text that is not a valid key.
+    #[error("key file {path}: {source}")]
+    InFile {
+        /// The file, as given.
+        path: String,
+        /// What is wrong with its text.
+        #[source]
+        source: Box<KeyError>,
+    },
 }
 
 /// `std::io::Error` has no equality: two read failures are equal when they have the same
@@ -58,12 +84,15 @@ impl PartialEq for KeyError {
         match self {
             Malformed(a) => matches!(other, Malformed(b) if a == b),
             InvalidName(a) => matches!(other, InvalidName(b) if a == b),
-            IdMismatch { stated, computed } => {
-                matches!(other, IdMismatch { stated: s, computed: c } if stated == s && computed == c)
+            IdMismatch { name, stated, computed } => {
+                matches!(other, IdMismatch { name: n, stated: s, computed: c }
+                    if name == n && stated == s && computed == c)
             }
             Algorithm(a) => matches!(other, Algorithm(b) if a == b),
             File { path, source } => matches!(other, File { path: p, source: s }
                 if path == p && source.kind() == s.kind() && source.to_string() == s.to_string()),
+            Permissions { path, mode } => matches!(other, Permissions { path: p, mode: m } if path == p && mode == m),
+            InFile { path, source } => matches!(other, InFile { path: p, source: s } if path == p && source == s),
         }
     }
 }
@@ -113,7 +142,7 @@ impl VerifierKey {
             .map_err(|_| KeyError::Malformed("not a valid Ed25519 public key"))?;
         let vk = VerifierKey::new(name, key)?;
         if vk.id != stated {
-            return Err(KeyError::IdMismatch { stated, computed: vk.id });
+            return Err(KeyError::IdMismatch { name: vk.name, stated, computed: vk.id });
         }
         Ok(vk)
     }
@@ -211,7 +240,7 @@ impl SigningKey {
         let (name, stated, seed) = split_key_text(rest, "seed must be 32 bytes")?;
         let sk = SigningKey::from_seed(name, seed)?;
         if sk.id != stated {
-            return Err(KeyError::IdMismatch { stated, computed: sk.id });
+            return Err(KeyError::IdMismatch { name: sk.name, stated, computed: sk.id });
         }
         Ok(sk)
     }
@@ -266,10 +295,25 @@ impl SigningKey {
     }
 
     /// Reads a key file in the private text form (as [`SigningKey::write_file`] writes it).
+    /// On unix a file that group or others may read or write is refused
+    /// ([`KeyError::Permissions`]): the secret may already have leaked, and ssh taught
+    /// operators to expect the refusal.
     pub fn read_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KeyError::File { path: path.display().to_string(), source })?;
-        SigningKey::parse(&text)
+        let shown = || path.display().to_string();
+        let mut file = std::fs::File::open(path).map_err(|source| KeyError::File { path: shown(), source })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The open file's own mode: no window between the check and the read.
+            let mode = file.metadata().map_err(|source| KeyError::File { path: shown(), source })?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions { path: shown(), mode: mode & 0o7777 });
+            }
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|source| KeyError::File { path: shown(), source })?;
+        SigningKey::parse(&text).map_err(|e| KeyError::InFile { path: shown(), source: Box::new(e) })
     }
 }
 
@@ -355,5 +399,59 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert!(sk.write_file(&path).is_err());
         assert_eq!(SigningKey::read_file(&path).unwrap().verifier(), sk.verifier());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_readable_by_others_are_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        SigningKey::generate("carol").unwrap().write_file(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = SigningKey::read_file(&path).unwrap_err();
+            assert_eq!(err, KeyError::Permissions { path: path.display().to_string(), mode });
+            let said = err.to_string();
+            assert!(said.contains(&format!("chmod 600 {}", path.display())), "{said}");
+            assert!(said.contains(&format!("{mode:04o}")), "{said}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(SigningKey::read_file(&path).is_ok(), "mode {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_key_whose_id_does_not_match_says_so() {
+        let sk = SigningKey::generate("dave").unwrap();
+        let id = format!("{:08x}", sk.id());
+        let other = if id == "00000000" { "00000001" } else { "00000000" };
+        // Same key under another name: the id no longer matches.
+        let renamed = sk.to_private_text().replacen("+dave+", "+erin+", 1);
+        let err = SigningKey::parse(&renamed).unwrap_err();
+        assert!(matches!(&err, KeyError::IdMismatch { name, stated, .. } if name == "erin" && *stated == sk.id()));
+        assert!(err.to_string().starts_with("key id mismatch"), "{err}");
+        let wrong_id = sk.verifier().to_string().replacen(&id, other, 1);
+        let err = VerifierKey::parse(&wrong_id).unwrap_err();
+        assert!(matches!(&err, KeyError::IdMismatch { computed, .. } if *computed == sk.id()));
+        assert!(err.to_string().contains(&format!("says {other}")), "{err}");
+
+        // Read from a file, the error names the file and keeps the cause as its source.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dave.key");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        opts.open(&path).unwrap().write_all(renamed.as_bytes()).unwrap();
+        let err = SigningKey::read_file(&path).unwrap_err();
+        let said = err.to_string();
+        assert!(said.contains(&path.display().to_string()) && said.contains("key id mismatch"), "{said}");
+        let cause = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<Box<KeyError>>());
+        assert!(matches!(cause.map(|b| &**b), Some(KeyError::IdMismatch { .. })), "{cause:?}");
     }
 }

@@ -72,6 +72,16 @@ pub enum StoreError {
     /// An earlier append failed after reaching sled, so memory may be ahead of the disk.
     #[error("an earlier write failed; the store must be reopened")]
     Failed,
+    /// Another process (a running server, an export or verify of the same directory) holds
+    /// the store's lock; `open` waited [`OPEN_LOCK_WAIT_MS`] for it.
+    #[error("{path} is locked by another process (another grantline server or command is using it)")]
+    Locked {
+        /// The store's directory, as given.
+        path: String,
+        /// sled's report of the failed lock.
+        #[source]
+        source: sled::Error,
+    },
 }
 
 /// Written under key "f"; a store with another marker is not opened.
@@ -120,7 +130,8 @@ fn meta_key(key: &str) -> Vec<u8> {
     k
 }
 
-/// Opens sled, retrying briefly while another handle in this process still holds the lock.
+/// Opens sled, retrying briefly while another handle in this process still holds the lock;
+/// a lock still held after [`OPEN_LOCK_WAIT_MS`] is [`StoreError::Locked`].
 fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
     // Every write is flushed explicitly, so sled's periodic flusher thread is not needed.
     let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None);
@@ -128,9 +139,11 @@ fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
     loop {
         match config.open() {
             Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && waited_ms < OPEN_LOCK_WAIT_MS =>
-            {
+            // sled reports a held lock only in the message of an `Other` I/O error.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if waited_ms >= OPEN_LOCK_WAIT_MS {
+                    return Err(StoreError::Locked { path: path.display().to_string(), source: sled::Error::Io(e) });
+                }
                 std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
                 waited_ms += OPEN_LOCK_RETRY_MS;
             }
@@ -794,6 +807,20 @@ mod tests {
         assert!(store.append(&[]).unwrap().is_empty());
         assert!(matches!(store.put_meta("", b"x"), Err(StoreError::InvalidMetaKey(_))));
         assert!(matches!(store.get_meta(&"k".repeat(257)), Err(StoreError::InvalidMetaKey(_))));
+    }
+
+    #[test]
+    fn a_store_held_open_is_locked_with_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        let waited = std::time::Instant::now();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(waited.elapsed().as_millis() as u64 >= OPEN_LOCK_WAIT_MS);
+        assert!(matches!(&err, StoreError::Locked { path, .. } if path == &dir.path().display().to_string()), "{err}");
+        assert!(err.to_string().contains("locked by another process"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+        drop(held);
+        assert!(Store::open(dir.path()).is_ok());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub(crate) fn quorum_grant(state: &State, req: &Request, issued_at_ms: i64) -> O
         users: req.users.clone(),
         users_from_json: req.users_from_json.clone(),
         roles: None,
+        policy: None,
     })
 }
 

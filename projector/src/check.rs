@@ -3,7 +3,7 @@
 //! Order: the statement's common fields, the event type, genesis first and only once, the
 //! ledger, the clock, the signer, the data, the role, then the rules of the current state.
 
-use ledger::statement::Statement;
+use ledger::statement::{format_rfc3339_ms, Statement};
 
 use crate::automation::quorum_grant;
 use crate::codes::{self, reject};
@@ -274,11 +274,19 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
             let req = open_request(state, &d.request)?;
             check_resource_open(state, &req.resource)?;
             let reviewer = statement.actor.as_str();
-            let on_behalf = req.on_behalf_of.as_deref().is_some_and(|who| who.eq_ignore_ascii_case(reviewer));
-            if req.requester == reviewer || on_behalf {
+            if req.requester == reviewer {
                 return Err(reject(
                     codes::SELF_APPROVAL,
-                    format!("{reviewer:?} may not approve request {:?}: they asked for it", req.request),
+                    format!("{reviewer:?} may not approve request {:?}: they filed it", req.request),
+                ));
+            }
+            if let Some(who) = req.on_behalf_of.as_deref().filter(|who| who.eq_ignore_ascii_case(reviewer)) {
+                return Err(reject(
+                    codes::SELF_APPROVAL,
+                    format!(
+                        "{reviewer:?} may not approve request {:?}: {:?} filed it on their behalf (on_behalf_of {who:?})",
+                        req.request, req.requester
+                    ),
                 ));
             }
             if req.approved_by(reviewer) {
@@ -353,19 +361,20 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
                 Err(reject(codes::NOT_DUE, format!("grant {:?} has credits left", d.grant)))
             }
         }
-        EventData::UsageReported { data: d, .. } => {
+        EventData::UsageReported { data: d, started_at_ms, ended_at_ms } => {
             let hash = fnv1a64(d.usage.as_bytes());
             let grants = state.active_grants_for(&d.project, &d.resource);
             if grants.iter().any(|g| g.usage_ids.contains(&hash)) {
                 return Err(reject(codes::USAGE_DUPLICATE, format!("usage {:?} was already counted", d.usage)));
             }
-            if !grants.iter().any(|g| g.is_active_at(now_ms)) {
+            // The grant `apply` debits: the oldest active at the server clock.
+            let Some(grant) = grants.iter().find(|g| g.is_active_at(now_ms)) else {
                 return Err(reject(
                     codes::NO_ACTIVE_GRANT,
-                    format!("{} has no active grant on {}", d.project, d.resource),
+                    format!("{:?} has no active grant on {:?}", d.project, d.resource),
                 ));
-            }
-            Ok(())
+            };
+            check_usage_window(grant, d.usage.as_str(), *started_at_ms, *ended_at_ms, now_ms)
         }
         EventData::TermsAccepted(_) => Ok(()),
         EventData::TermsWithdrawn(d) => {
@@ -400,6 +409,53 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
             Ok(())
         }
     }
+}
+
+/// A job can only be billed to a grant it ran under: it started while the grant was active
+/// (not before it began, not after it ends), and it has ended by now, give or take the same
+/// clock drift `issued_at` is allowed. `now_ms` is the record's clock, so replay agrees.
+fn check_usage_window(
+    grant: &crate::state::Grant,
+    usage: &str,
+    started_at_ms: i64,
+    ended_at_ms: i64,
+    now_ms: i64,
+) -> Result<(), Rejection> {
+    let at = format_rfc3339_ms;
+    if ended_at_ms > now_ms.saturating_add(ISSUED_AT_FUTURE_MS_MAX) {
+        return Err(reject(
+            codes::USAGE_OUTSIDE_GRANT,
+            format!(
+                "usage {usage:?} ended_at {} is more than {ISSUED_AT_FUTURE_MINUTES_MAX} minutes after the server clock ({})",
+                at(ended_at_ms),
+                at(now_ms)
+            ),
+        ));
+    }
+    if started_at_ms < grant.active_from_ms {
+        return Err(reject(
+            codes::USAGE_OUTSIDE_GRANT,
+            format!(
+                "usage {usage:?} started at {}, before grant {:?} began at {} (seq {})",
+                at(started_at_ms),
+                grant.grant,
+                at(grant.active_from_ms),
+                grant.issued_seq
+            ),
+        ));
+    }
+    if let Some(expires_at_ms) = grant.expires_at_ms.filter(|t| started_at_ms >= *t) {
+        return Err(reject(
+            codes::USAGE_OUTSIDE_GRANT,
+            format!(
+                "usage {usage:?} started at {}, after grant {:?} expires at {}",
+                at(started_at_ms),
+                grant.grant,
+                at(expires_at_ms)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The id of the grant that continues `grant` on `to_resource` after `grants.migrated`.

@@ -44,6 +44,7 @@
 //! | `not_due` | Unprocessable | `grant.expired` before `expires_at`, or `grant.exhausted` before `credit_limit` is used |
 //! | `no_active_grant` | Unprocessable | usage for a project and resource without an active grant now |
 //! | `usage_duplicate` | Unprocessable | this `usage` id was already counted on the active grant |
+//! | `usage_outside_grant` | Unprocessable | the job started before the grant began or after it ended, or `ended_at` is more than 5 minutes after the server clock |
 //! | `terms_not_accepted` | Unprocessable | `user.terms_withdrawn` for terms the user has not accepted |
 //! | `github_id_mismatch` | Unprocessable | `user.terms_withdrawn` with another GitHub id than the recorded one |
 
@@ -133,6 +134,8 @@ pub const NOT_DUE: &str = "not_due";
 pub const NO_ACTIVE_GRANT: &str = "no_active_grant";
 /// Unprocessable: this `usage` id was already counted on the active grant.
 pub const USAGE_DUPLICATE: &str = "usage_duplicate";
+/// Unprocessable: the job started before the grant began or after it ended, or `ended_at` is more than 5 minutes after the server clock.
+pub const USAGE_OUTSIDE_GRANT: &str = "usage_outside_grant";
 /// Unprocessable: `user.terms_withdrawn` for terms the user has not accepted.
 pub const TERMS_NOT_ACCEPTED: &str = "terms_not_accepted";
 /// Unprocessable: `user.terms_withdrawn` with another GitHub id than the recorded one.
@@ -182,6 +185,7 @@ pub const ALL: &[(&str, RejectionKind)] = &[
     (NOT_DUE, RejectionKind::Unprocessable),
     (NO_ACTIVE_GRANT, RejectionKind::Unprocessable),
     (USAGE_DUPLICATE, RejectionKind::Unprocessable),
+    (USAGE_OUTSIDE_GRANT, RejectionKind::Unprocessable),
     (TERMS_NOT_ACCEPTED, RejectionKind::Unprocessable),
     (GITHUB_ID_MISMATCH, RejectionKind::Unprocessable),
 ];

@@ -10,8 +10,8 @@ use crate::codes::{self, reject};
 use crate::Rejection;
 
 pub use crate::limits::{
-    DAYS_MAX, GENESIS_ADMINS_MAX, GITHUB_LOGIN_BYTES_MAX, GRANT_ROLES_MAX, NAME_BYTES_MAX, POOL_RESOURCES_MAX,
-    PROJECT_NAME_BYTES_MAX, TEXT_BYTES_MAX, USERS_MAX,
+    DAYS_MAX, GENESIS_ADMINS_MAX, GITHUB_LOGIN_BYTES_MAX, GRANT_ROLES_MAX, NAME_BYTES_MAX, POLICY_ID_BYTES_MAX,
+    POOL_RESOURCES_MAX, PROJECT_NAME_BYTES_MAX, TEXT_BYTES_MAX, USERS_MAX,
 };
 use ledger::statement::{ACTOR_NAME_BYTES_MAX, STATEMENT_ID_BYTES_MAX};
 
@@ -247,6 +247,10 @@ pub struct GrantIssuedData {
     /// Repository roles whose members may use it ([`DEFAULT_GRANT_ROLES`] when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// The runner-configuration policy id a migration import read (Cirun's
+    /// `pytorch-cpu-feedstock-windows-policy`), so exports keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// `grant.revoked`: an admin or reviewer ends a grant early.
@@ -465,14 +469,26 @@ fn check_name(field: &str, value: &str) -> Result<(), Rejection> {
 
 fn check_project(value: &str) -> Result<(), Rejection> {
     if is_valid_project_name(value) {
-        Ok(())
-    } else {
-        let more = PROJECT_NAME_BYTES_MAX - 1;
-        Err(reject(
-            codes::INVALID_PROJECT_NAME,
-            format!("project {value:?} must match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$"),
-        ))
+        return Ok(());
     }
+    let more = PROJECT_NAME_BYTES_MAX - 1;
+    let mut message = format!("project {value:?} must match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$");
+    if let Some(fix) = crate::suggest::project_name_fix(value) {
+        message.push_str(&format!("; {fix}"));
+    }
+    Err(reject(codes::INVALID_PROJECT_NAME, message))
+}
+
+/// Policy ids come from outside files (Cirun's `.access.yml`): any text an export can write
+/// back unchanged, without spaces or control characters.
+fn check_policy(value: &str) -> Result<(), Rejection> {
+    if value.is_empty()
+        || value.len() > POLICY_ID_BYTES_MAX
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(malformed(format!("policy {value:?} must be 1-{POLICY_ID_BYTES_MAX} bytes without spaces")));
+    }
+    Ok(())
 }
 
 fn check_positive(field: &str, value: Option<u64>) -> Result<(), Rejection> {
@@ -699,6 +715,9 @@ pub fn parse(kind: &str, data: &serde_json::Value) -> Result<EventData, Rejectio
                 for r in roles {
                     check_name("role", r)?;
                 }
+            }
+            if let Some(policy) = &d.policy {
+                check_policy(policy)?;
             }
             let expires_at_ms = d.expires_at.as_deref().map(|t| parse_time("expires_at", t)).transpose()?;
             EventData::GrantIssued { data: d, expires_at_ms }

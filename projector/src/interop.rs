@@ -6,17 +6,19 @@
 //! (resource, policy) pair becomes one admin `grant.issued` without pool, credit limit or
 //! expiry, with grant id `cirun:<policy id>:<resource>`. A resource listed twice in
 //! `access_control` (the real file has `cirun-macos-m4-large` twice) is defined once and its
-//! policy lists are merged. Policy ids are not kept by the ledger (grant data has no field
-//! for them), so the export names policies `<repo>-policy`, `<repo>-policy-2`, ... in a
-//! stable order.
+//! policy lists are merged. Each grant keeps its policy id (`grant.issued.policy`), so the
+//! export writes the file's policies back under their own ids; grants without one (issued on
+//! a quorum) are named `<repo>-policy`, `<repo>-policy-2`, ... in a stable order, skipping ids
+//! already taken. A resource the ledger already defines is reused when its definition is the
+//! one the import would append, and refused otherwise ([`plan_cirun_import`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ledger::statement::{format_rfc3339_ms, Statement, StatementError};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, derived_id, is_valid_project_name, GrantIssuedData};
-use crate::{GrantStatus, Rejection, State};
+use crate::data::{self, derived_id, is_valid_project_name, GrantIssuedData, ResourceDefinedData};
+use crate::{GrantStatus, Rejection, ResourceView, State};
 
 pub use crate::limits::{ADMIN_REQUEST_PAIRS_MAX, IMPORT_POLICIES_MAX};
 
@@ -43,6 +45,40 @@ pub enum InteropError {
     /// Grant data could not be encoded as JSON.
     #[error("{0}")]
     Json(#[source] serde_json::Error),
+    /// The ledger already defines a resource of the file differently from the definition the
+    /// import would append.
+    #[error("{}", resource_conflict_message(.resource, *.defined_seq, .differences))]
+    ResourceConflict {
+        /// The resource.
+        resource: String,
+        /// The `resource.defined` record of the ledger's definition.
+        defined_seq: u64,
+        /// Every field that differs, in the order of the event's data.
+        differences: Vec<FieldDifference>,
+    },
+}
+
+/// One field of a definition that differs: what the ledger has, what the import would write
+/// (each as JSON, so `null` shows an absent value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDifference {
+    /// The field of `resource.defined` data (or `retired`).
+    pub field: String,
+    /// The ledger's value.
+    pub ledger: String,
+    /// The value the import would define.
+    pub import: String,
+}
+
+fn resource_conflict_message(resource: &str, defined_seq: u64, differences: &[FieldDifference]) -> String {
+    let mut out = format!(
+        "resource {resource:?} is already defined (seq {defined_seq}) differently from the definition the import \
+         would append:"
+    );
+    for d in differences {
+        out.push_str(&format!("\n  {}: ledger {}, import {}", d.field, d.ledger, d.import));
+    }
+    out
 }
 
 /// YAML and JSON errors have no equality: two are equal when they say the same.
@@ -55,6 +91,11 @@ impl PartialEq for InteropError {
             Rejected(a) => matches!(other, Rejected(b) if a == b),
             Statement(a) => matches!(other, Statement(b) if a == b),
             Json(a) => matches!(other, Json(b) if a.to_string() == b.to_string()),
+            ResourceConflict { resource, defined_seq, differences } => matches!(
+                other,
+                ResourceConflict { resource: r, defined_seq: s, differences: d }
+                    if r == resource && s == defined_seq && d == differences
+            ),
         }
     }
 }
@@ -113,7 +154,7 @@ pub struct CirunAccess {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CirunPolicy {
-    /// The policy id that `access_control` refers to (not kept by the ledger).
+    /// The policy id that `access_control` refers to (kept on each imported grant).
     pub id: String,
     /// The repository: a grantline project name.
     pub repo: String,
@@ -141,8 +182,9 @@ pub struct CirunAccessControl {
     pub policies: Vec<String>,
 }
 
-/// What makes two grants the same Cirun policy.
-type PolicyKey = (String, bool, Option<Vec<String>>, Option<String>, Vec<String>);
+/// What makes two grants the same Cirun policy: the id they were imported under (if any),
+/// then their contents.
+type PolicyKey = (Option<String>, String, bool, Option<Vec<String>>, Option<String>, Vec<String>);
 
 /// The allocations as a Cirun `.access.yml` document, in a stable order.
 pub fn cirun_access(state: &State, now_ms: i64) -> CirunAccess {
@@ -152,21 +194,59 @@ pub fn cirun_access(state: &State, now_ms: i64) -> CirunAccess {
         if !g.is_active_at(now_ms) {
             continue;
         }
-        let key = (g.project.clone(), g.pull_request, g.users.clone(), g.users_from_json.clone(), g.roles.clone());
+        let key = (
+            g.policy.clone(),
+            g.project.clone(),
+            g.pull_request,
+            g.users.clone(),
+            g.users_from_json.clone(),
+            g.roles.clone(),
+        );
         by_policy.entry(key).or_default().insert(g.resource.clone());
     }
-    let mut per_project: BTreeMap<&str, usize> = BTreeMap::new();
-    for (project, ..) in by_policy.keys() {
-        *per_project.entry(project).or_default() += 1;
+    // A grant without a policy id joins a named policy with the same contents.
+    let same_contents = |a: &PolicyKey, b: &PolicyKey| (&a.1, a.2, &a.3, &a.4, &a.5) == (&b.1, b.2, &b.3, &b.4, &b.5);
+    let unnamed: Vec<PolicyKey> = by_policy.keys().filter(|k| k.0.is_none()).cloned().collect();
+    for key in unnamed {
+        let Some(named) = by_policy.keys().find(|k| k.0.is_some() && same_contents(k, &key)).cloned() else {
+            continue;
+        };
+        if let Some(resources) = by_policy.remove(&key) {
+            by_policy.entry(named).or_default().extend(resources);
+        }
     }
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // A name is kept by the first policy that has it; any other (the same id with other
+    // contents, e.g. after a re-import) is named like an unnamed one.
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut ids: BTreeMap<&PolicyKey, String> = BTreeMap::new();
+    for key in by_policy.keys() {
+        if let Some(name) = &key.0 {
+            if taken.insert(name.clone()) {
+                ids.insert(key, name.clone());
+            }
+        }
+    }
+    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
+    for key in by_policy.keys() {
+        if ids.contains_key(key) {
+            continue;
+        }
+        let project = key.1.as_str();
+        let n = counters.entry(project).or_default();
+        let id = loop {
+            *n += 1;
+            let id = if *n == 1 { format!("{project}-policy") } else { format!("{project}-policy-{n}") };
+            if taken.insert(id.clone()) {
+                break id;
+            }
+        };
+        ids.insert(key, id);
+    }
     let mut policies = Vec::new();
     let mut access: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (key, resources) in &by_policy {
-        let (project, pull_request, users, users_from_json, roles) = key;
-        let n = seen.entry(project).or_default();
-        *n += 1;
-        let id = if *n == 1 { format!("{project}-policy") } else { format!("{project}-policy-{n}") };
+        let (_, project, pull_request, users, users_from_json, roles) = key;
+        let Some(id) = ids.get(key).cloned() else { continue };
         for resource in resources {
             access.entry(resource).or_default().push(id.clone());
         }
@@ -179,6 +259,7 @@ pub fn cirun_access(state: &State, now_ms: i64) -> CirunAccess {
             pull_request: Some(*pull_request),
         });
     }
+    policies.sort_by(|a, b| (&a.repo, &a.id).cmp(&(&b.repo, &b.id)));
     let access_control = access
         .into_iter()
         .map(|(resource, mut policies)| {
@@ -268,12 +349,79 @@ pub fn import_cirun_access(yaml: &str, ctx: &StatementContext) -> Result<Vec<Sta
                 users: p.users.clone(),
                 users_from_json: p.users_from_json.clone(),
                 roles: p.roles.clone(),
+                policy: Some(id.to_string()),
             };
             let data = serde_json::to_value(&grant).map_err(InteropError::Json)?;
             out.push(ctx.statement(ctx.id(&format!("grant:{id}:{resource}")), "grant.issued", data)?);
         }
     }
     Ok(out)
+}
+
+/// The statements of a Cirun import against the resources the ledger defines now: a
+/// `resource.defined` whose resource exists with the same definition is left out (listed in
+/// `reused`); one that exists with another definition refuses the whole import, naming every
+/// field that differs. The free-text `description` is for people and is not compared.
+pub fn plan_cirun_import(
+    yaml: &str,
+    ctx: &StatementContext,
+    defined: &[ResourceView],
+) -> Result<CirunImportPlan, InteropError> {
+    let mut plan = CirunImportPlan { statements: Vec::new(), reused: Vec::new() };
+    for st in import_cirun_access(yaml, ctx)? {
+        if st.kind != "resource.defined" {
+            plan.statements.push(st);
+            continue;
+        }
+        let d: ResourceDefinedData = match data::parse(&st.kind, &st.data).map_err(InteropError::Rejected)? {
+            data::EventData::ResourceDefined(d) => d,
+            _ => return Err(InteropError::Invalid(format!("statement {:?} is not a resource definition", st.id))),
+        };
+        let Some(existing) = defined.iter().find(|r| r.resource == d.resource) else {
+            plan.statements.push(st);
+            continue;
+        };
+        let differences = resource_differences(existing, &d);
+        if !differences.is_empty() {
+            return Err(InteropError::ResourceConflict {
+                resource: d.resource,
+                defined_seq: existing.defined_seq,
+                differences,
+            });
+        }
+        plan.reused.push(d.resource);
+    }
+    Ok(plan)
+}
+
+/// What a Cirun import will post, and the definitions it reuses.
+#[derive(Debug, Clone)]
+pub struct CirunImportPlan {
+    /// The statements to post, in order.
+    pub statements: Vec<Statement>,
+    /// Resources the ledger already defines exactly as the import would.
+    pub reused: Vec<String>,
+}
+
+/// The fields of a `resource.defined` that rules use (and whether it was retired), where the
+/// ledger's definition and `import` differ.
+fn resource_differences(ledger: &ResourceView, import: &ResourceDefinedData) -> Vec<FieldDifference> {
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+    let mut out = Vec::new();
+    let mut compare = |field: &str, a: String, b: String| {
+        if a != b {
+            out.push(FieldDifference { field: field.to_string(), ledger: a, import: b });
+        }
+    };
+    compare("provider", json(&ledger.provider), json(&import.provider));
+    compare("unit", json(&ledger.unit), json(&import.unit));
+    compare("approvals_required", json(&ledger.approvals_required), json(&import.approvals_required));
+    compare("max_days", json(&ledger.max_days), json(&import.max_days));
+    compare("terms", json(&ledger.terms), json(&import.terms));
+    compare("retired", json(&ledger.retired), json(&false));
+    out
 }
 
 /// An admin-requests file (`conda-forge/admin-requests`, `action: cirun`).

@@ -25,6 +25,7 @@ pub mod data;
 pub mod interop;
 pub mod limits;
 mod state;
+mod suggest;
 mod views;
 
 pub use apply::apply;

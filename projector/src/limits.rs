@@ -6,8 +6,8 @@
 //! that follows from another one is computed from it here, never copied. The ledger's own
 //! limits (statement ids, actor names, envelope and leaf sizes) are in `ledger::limits`.
 
-/// `issued_at` may be at most this many minutes after the server clock (client clocks
-/// drift; a statement dated further ahead is refused).
+/// `issued_at` (and a usage report's `ended_at`) may be at most this many minutes after the
+/// server clock (client clocks drift; a statement dated further ahead is refused).
 pub const ISSUED_AT_FUTURE_MINUTES_MAX: i64 = 5;
 /// [`ISSUED_AT_FUTURE_MINUTES_MAX`] in milliseconds, the unit of the clocks it is checked on.
 pub const ISSUED_AT_FUTURE_MS_MAX: i64 = ISSUED_AT_FUTURE_MINUTES_MAX * 60 * 1000;
@@ -35,6 +35,13 @@ pub const DAYS_MAX: u64 = 36_500;
 pub const PROJECT_NAME_BYTES_MAX: usize = 100;
 /// GitHub logins are 1 to this many characters.
 pub const GITHUB_LOGIN_BYTES_MAX: usize = 39;
+/// A grant's `policy` (the runner-configuration policy id a migration import read, e.g.
+/// Cirun's `pytorch-cpu-feedstock-windows-policy`) is 1 to this many bytes.
+pub const POLICY_ID_BYTES_MAX: usize = 128;
+
+/// `explain` suggests a defined resource for an unknown one only within this many edits
+/// (insertions, deletions, substitutions; case ignored): further away it is a guess.
+pub const RESOURCE_SUGGESTION_EDITS_MAX: usize = 4;
 
 /// Policies in one imported Cirun `.access.yml` (a bound on hostile input).
 pub const IMPORT_POLICIES_MAX: usize = 10_000;

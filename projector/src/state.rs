@@ -203,8 +203,14 @@ pub(crate) struct Grant {
     pub users: Option<Vec<String>>,
     pub users_from_json: Option<String>,
     pub roles: Vec<String>,
+    /// The runner-configuration policy id it was imported from, kept for exports.
+    pub policy: Option<String>,
     pub status: GrantStatus,
     pub issued_seq: u64,
+    /// When it began admitting jobs: the `received_at_ms` of its `grant.issued` record, or of
+    /// the `grants.migrated` record that continued it on this resource. A job that started
+    /// earlier did not run under it.
+    pub active_from_ms: i64,
     pub ended_seq: Option<u64>,
     pub history: Vec<Entry>,
     /// FNV-1a hashes of the `usage` ids debited, kept only while the grant is active.

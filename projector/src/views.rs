@@ -8,6 +8,7 @@ use ledger::statement::format_rfc3339_ms;
 use crate::data::{is_valid_project_name, DAY_MS};
 use crate::limits::PROJECT_NAME_BYTES_MAX;
 use crate::state::{Entry, Grant, Request, RequestStatus, State};
+use crate::suggest::{nearest, project_name_fix};
 use crate::{
     AccessAnswer, AccessQuery, ActorView, Allocations, ApprovalView, DailyUsage, ExplainStep, Explanation, GrantStatus,
     GrantView, KeyView, PoolUsage, ProjectUsage, RequestView, ResourceAllocations, ResourceView, SponsorUsage,
@@ -128,28 +129,28 @@ impl State {
     fn check_user(&self, g: &Grant, user: &str, github_id: Option<u64>) -> UserCheck {
         if let Some(users) = &g.users {
             return if users.iter().any(|u| u.eq_ignore_ascii_case(user)) {
-                UserCheck::Ok(Some(g.issued_seq), format!("{user} is on grant {}'s users list", g.grant))
+                UserCheck::Ok(Some(g.issued_seq), format!("{user:?} is on the users list of grant {:?}", g.grant))
             } else {
                 // The grant.issued record carries the list, so it proves the denial.
                 UserCheck::Denied(
                     "user_not_listed",
-                    format!("{user} is not on grant {}'s users list", g.grant),
+                    format!("{user:?} is not on the users list of grant {:?}", g.grant),
                     Some(g.issued_seq),
                 )
             };
         }
         if g.users_from_json.is_none() {
-            return UserCheck::Ok(None, format!("grant {} admits the project's {}", g.grant, g.roles.join("/")));
+            return UserCheck::Ok(None, format!("grant {:?} admits the project's {}", g.grant, g.roles.join("/")));
         }
         let terms = self.resources.get(&g.resource).and_then(|r| r.terms.clone());
         let Some(record) = self.users.get(&user.to_ascii_lowercase()) else {
-            return UserCheck::Denied("terms_not_accepted", format!("{user} has accepted no terms"), None);
+            return UserCheck::Denied("terms_not_accepted", format!("{user:?} has accepted no terms"), None);
         };
         if let Some(id) = github_id {
             if id != record.github_id {
                 return UserCheck::Denied(
                     "github_id_mismatch",
-                    format!("{user}'s acceptance belongs to GitHub id {}, not {id}", record.github_id),
+                    format!("the acceptance of {user:?} belongs to GitHub id {}, not {id}", record.github_id),
                     Some(record.last_seq),
                 );
             }
@@ -159,13 +160,55 @@ impl State {
             None => record.accepted.iter().max_by_key(|(_, seq)| **seq).map(|(v, seq)| (v.clone(), *seq)),
         };
         match accepted {
-            Some((version, seq)) => UserCheck::Ok(Some(seq), format!("{user} accepted terms {version}")),
+            Some((version, seq)) => UserCheck::Ok(Some(seq), format!("{user:?} accepted terms {version:?}")),
             None => UserCheck::Denied(
                 "terms_not_accepted",
-                format!("{user} has not accepted terms {}", terms.as_deref().unwrap_or("(any)")),
+                match &terms {
+                    Some(v) => format!("{user:?} has not accepted terms {v:?}"),
+                    None => format!("{user:?} has not accepted any terms"),
+                },
                 Some(record.last_seq),
             ),
         }
+    }
+
+    /// Why a grant that names its users needs the user of the job (`user_required`).
+    fn user_requirement(&self, g: &Grant) -> String {
+        if let Some(users) = &g.users {
+            return format!(
+                "grant {:?} admits only the {} users it lists: the job's user is required",
+                g.grant,
+                users.len()
+            );
+        }
+        match self.resources.get(&g.resource).and_then(|r| r.terms.as_deref()) {
+            Some(terms) => format!(
+                "grant {:?} admits only users who accepted terms {terms:?}: the job's user and GitHub id are required",
+                g.grant
+            ),
+            None => format!(
+                "grant {:?} admits only users who accepted the provider's terms: the job's user and GitHub id are required",
+                g.grant
+            ),
+        }
+    }
+
+    /// The reason and actor of the record that ended a grant or closed a request, from its
+    /// timeline (`request.denied` and `grant.revoked` carry a reason).
+    fn ended_by(entries: &[Entry], seq: Option<u64>) -> String {
+        let Some(e) = seq.and_then(|seq| entries.iter().rev().find(|e| e.seq == seq)) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        if !e.actor.is_empty() && matches!(e.kind.as_str(), "request.denied" | "request.withdrawn" | "grant.revoked") {
+            out.push_str(&format!(" by {:?}", e.actor));
+        }
+        if let Some(reason) =
+            e.detail.as_deref().filter(|_| matches!(e.kind.as_str(), "request.denied" | "grant.revoked"))
+        {
+            out.push_str(&format!(": {reason:?}"));
+        }
+        out
     }
 
     fn decide(&self, q: &AccessQuery, now_ms: i64) -> Decision<'_> {
@@ -190,11 +233,10 @@ impl State {
                 return deny("pull_requests_not_granted".into(), Some(first), request_of(first));
             };
             let Some(user) = &q.user else {
-                return Decision {
-                    allowed: true,
-                    reason: "ok".into(),
-                    grant: Some(first_candidate),
-                    request: request_of(first_candidate),
+                // A grant that names its users fails closed when the job's user is unknown.
+                return match candidates.iter().find(|g| g.users.is_none() && g.users_from_json.is_none()) {
+                    Some(g) => Decision { allowed: true, reason: "ok".into(), grant: Some(g), request: request_of(g) },
+                    None => deny("user_required".into(), Some(first_candidate), request_of(first_candidate)),
                 };
             };
             let mut first_denial = None;
@@ -249,9 +291,10 @@ impl State {
     /// first: `invalid_project_name`, `unknown_resource`, `resource_retired`, `no_request`,
     /// `awaiting_approvals (n of m)`, `awaiting_grant` (quorum reached, grant not yet
     /// appended), `request_denied`, `request_withdrawn`, `grant_revoked`, `grant_expired`,
-    /// `grant_exhausted`, `grant_migrated`, `pull_requests_not_granted`, `user_not_listed`,
-    /// `terms_not_accepted`, `github_id_mismatch` (the login's acceptance is recorded for
-    /// another numeric GitHub id than the one asked about).
+    /// `grant_exhausted`, `grant_migrated`, `pull_requests_not_granted`, `user_required` (every
+    /// grant names its users, by `users` or `users_from_json`, and no user was given),
+    /// `user_not_listed`, `terms_not_accepted`, `github_id_mismatch` (the login's acceptance is
+    /// recorded for another numeric GitHub id than the one asked about).
     pub fn access_check(&self, query: &AccessQuery, now_ms: i64) -> AccessAnswer {
         let d = self.decide(query, now_ms);
         AccessAnswer { allowed: d.allowed, reason: d.reason, grant: d.grant.map(|g| self.grant_view(g, now_ms)) }
@@ -269,21 +312,38 @@ impl State {
             "project",
             valid,
             if valid {
-                format!("{} is a valid project name", query.project)
+                format!("{:?} is a valid project name", query.project)
             } else {
                 let more = PROJECT_NAME_BYTES_MAX - 1;
-                format!("{:?} does not match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$ (names are exact)", query.project)
+                let mut detail =
+                    format!("{:?} does not match ^[a-z0-9][a-z0-9._-]{{0,{more}}}$ (names are exact)", query.project);
+                if let Some(fix) = project_name_fix(&query.project) {
+                    detail.push_str(&format!("; {fix}"));
+                }
+                detail
             },
             None,
         );
         match self.resources.get(&query.resource) {
-            None => step("resource", false, format!("{} is not defined", query.resource), None),
+            None => {
+                let detail = match nearest(&query.resource, self.resources.keys().map(String::as_str)) {
+                    Some(near) => format!("no resource {:?}; did you mean {near:?}?", query.resource),
+                    None => format!("no resource {:?} is defined", query.resource),
+                };
+                step("resource", false, detail, None)
+            }
             Some(r) => match r.retired_seq {
-                Some(seq) => step("resource", false, format!("{} was retired", r.resource), Some(seq)),
+                Some(seq) => step("resource", false, format!("resource {:?} was retired", r.resource), Some(seq)),
                 None => step(
                     "resource",
                     true,
-                    format!("{} is defined ({}, {} approvals required)", r.resource, r.provider, r.approvals_required),
+                    format!(
+                        "resource {:?} is defined (provider {:?}, {} {} required)",
+                        r.resource,
+                        r.provider,
+                        r.approvals_required,
+                        plural(u64::from(r.approvals_required), "approval", "approvals")
+                    ),
                     Some(r.defined_seq),
                 ),
             },
@@ -294,35 +354,37 @@ impl State {
                 step(
                     "request",
                     open,
-                    format!("request {} by {} is {}", r.request, r.requester, r.status.as_str()),
+                    format!("request {:?} by {:?} is {}", r.request, r.requester, r.status.as_str()),
                     Some(r.opened_seq),
                 );
                 if let Some(seq) = r.closed_seq.filter(|_| !open) {
+                    let why = State::ended_by(&r.timeline, Some(seq));
                     step(
                         "request_closed",
                         false,
-                        format!("request {} was {}", r.request, r.status.as_str()),
+                        format!("request {:?} was {}{why}", r.request, r.status.as_str()),
                         Some(seq),
                     );
                 }
                 let required = self.approvals_required(&r.resource);
                 let n = r.approvals.len() as u64;
-                let reviewers: Vec<&str> = r.approvals.iter().map(|a| a.reviewer.as_str()).collect();
+                let reviewers: Vec<String> = r.approvals.iter().map(|a| format!("{:?}", a.reviewer)).collect();
+                let by = if reviewers.is_empty() { String::new() } else { format!(" ({})", reviewers.join(", ")) };
                 step(
                     "approvals",
                     n >= u64::from(required),
-                    format!("{n} of {required} approvals ({})", reviewers.join(", ")),
+                    format!("{n} of {required} {}{by}", plural(u64::from(required), "approval", "approvals")),
                     r.approvals.last().map(|a| a.seq),
                 );
             }
             (None, Some(g)) => step(
                 "request",
                 true,
-                format!("grant {} was issued by an admin without a request (import)", g.grant),
+                format!("grant {:?} was issued by an admin without a request (import)", g.grant),
                 Some(g.issued_seq),
             ),
             (None, None) => {
-                step("request", false, format!("no request for {} on {}", query.project, query.resource), None)
+                step("request", false, format!("no request for {:?} on {:?}", query.project, query.resource), None)
             }
         }
         match d.grant {
@@ -330,11 +392,14 @@ impl State {
             Some(g) => {
                 let status = g.status_at(now_ms);
                 let ended = status != GrantStatus::Active;
+                let ended_seq = if ended && g.status != GrantStatus::Active { g.ended_seq } else { None };
+                let why = State::ended_by(&g.history, ended_seq);
+                let now = format!("{status:?}").to_lowercase();
                 step(
                     "grant",
                     !matches!(status, GrantStatus::Revoked | GrantStatus::Migrated | GrantStatus::Retired),
-                    format!("grant {} issued, now {:?}", g.grant, status).to_lowercase(),
-                    if ended && g.status != GrantStatus::Active { g.ended_seq } else { Some(g.issued_seq) },
+                    format!("grant {:?} issued, now {now}{why}", g.grant),
+                    ended_seq.or(Some(g.issued_seq)),
                 );
                 let expired = g.expires_at_ms.is_some_and(|t| t <= now_ms);
                 step(
@@ -364,11 +429,16 @@ impl State {
                         Some(g.issued_seq),
                     );
                 }
-                if let Some(user) = &query.user {
-                    match self.check_user(g, user, query.github_id) {
+                match &query.user {
+                    Some(user) => match self.check_user(g, user, query.github_id) {
                         UserCheck::Ok(seq, detail) => step("user", true, detail, seq),
                         UserCheck::Denied(_, detail, seq) => step("user", false, detail, seq),
+                    },
+                    // The grant.issued record names the users, so it proves the requirement.
+                    None if d.reason == "user_required" => {
+                        step("user", false, self.user_requirement(g), Some(g.issued_seq))
                     }
+                    None => {}
                 }
             }
         }
@@ -425,7 +495,13 @@ impl State {
                     at: format_rfc3339_ms(at_ms),
                     kind: "usage.reported".to_string(),
                     actor: String::new(),
-                    detail: Some(format!("{} reports, {} {unit} used on grant {}", g.usage_reports, g.used, g.grant)),
+                    detail: Some(format!(
+                        "{} {}, {} {unit} used on grant {}",
+                        g.usage_reports,
+                        plural(g.usage_reports, "report", "reports"),
+                        g.used,
+                        g.grant
+                    )),
                 });
             }
         }
@@ -580,5 +656,14 @@ impl State {
             }
         }
         out.into_iter().map(|(p, labels)| (p, labels.into_iter().collect())).collect()
+    }
+}
+
+/// `one` for a count of 1, `many` otherwise ("1 report", "2 reports").
+fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 {
+        one
+    } else {
+        many
     }
 }

@@ -2,12 +2,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
 use projector::interop::{
-    admin_request_statements, cirun_access_yaml, import_cirun_access, parse_cirun_access, InteropError,
-    StatementContext,
+    admin_request_statements, cirun_access_yaml, import_cirun_access, parse_cirun_access, plan_cirun_import,
+    CirunAccess, CirunPolicy, InteropError, StatementContext,
 };
 use projector::AccessQuery;
 
@@ -98,6 +98,94 @@ fn cirun_access_round_trips() {
     w.ok("admin", "grant.revoked", serde_json::json!({"grant": grant, "reason": "done"}));
     let after = policy_set(&cirun_access_yaml(&w.state, w.now_ms));
     assert_eq!(original.difference(&after).count(), 1);
+}
+
+/// Policy id → the policy, and resource → its policy ids (a resource listed twice merged).
+fn by_id(file: &CirunAccess) -> (BTreeMap<String, CirunPolicy>, BTreeMap<String, BTreeSet<String>>) {
+    let policies = file.policies.iter().map(|p| (p.id.clone(), p.clone())).collect();
+    let mut access: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ac in &file.access_control {
+        access.entry(ac.resource.clone()).or_default().extend(ac.policies.iter().cloned());
+    }
+    (policies, access)
+}
+
+#[test]
+fn cirun_export_keeps_every_imported_policy_id_and_contents() {
+    let mut w = World::new();
+    import(&mut w);
+    let original = by_id(&parse_cirun_access(ACCESS).unwrap());
+    let exported = by_id(&parse_cirun_access(&cirun_access_yaml(&w.state, w.now_ms)).unwrap());
+    // Renamed ids (`...-windows-policy`, `...-osx-m4-policy`) included.
+    assert!(original.0.contains_key("pytorch-cpu-feedstock-windows-policy"));
+    assert_eq!(exported.0, original.0);
+    assert_eq!(exported.1, original.1);
+
+    // A grant issued on a quorum joins the imported policy with the same contents, and one with
+    // other contents gets a generated id that no imported policy has.
+    w.register("rev1", &["reviewer"]);
+    w.register("bot", &["requester"]);
+    w.ok(
+        "admin",
+        "resource.defined",
+        serde_json::json!({"resource": "gpu", "provider": "cirun", "unit": "runner-minutes", "approvals_required": 1}),
+    );
+    w.ok("bot", "access.requested", serde_json::json!({"request": "r1", "project": "mongodb-feedstock", "resource": "gpu", "justification": "x", "pull_request": true,
+        "users_from_json": "https://raw.githubusercontent.com/Quansight/open-gpu-server/main/access/conda-forge-users.json"}));
+    w.ok("rev1", "request.approved", serde_json::json!({"request": "r1"}));
+    w.ok("bot", "access.requested", serde_json::json!({"request": "r2", "project": "pytorch-cpu-feedstock", "resource": "gpu", "justification": "x", "pull_request": false}));
+    w.ok("rev1", "request.approved", serde_json::json!({"request": "r2"}));
+    w.automate();
+    let (policies, access) = by_id(&parse_cirun_access(&cirun_access_yaml(&w.state, w.now_ms)).unwrap());
+    let new: Vec<&String> = policies.keys().filter(|id| !original.0.contains_key(*id)).collect();
+    assert_eq!(new, ["pytorch-cpu-feedstock-policy-2"]);
+    assert_eq!(policies["pytorch-cpu-feedstock-policy-2"].pull_request, Some(false));
+    let on_gpu: Vec<&str> = access["gpu"].iter().map(String::as_str).collect();
+    assert_eq!(on_gpu, ["mongodb-feedstock-policy", "pytorch-cpu-feedstock-policy-2"]);
+    for (id, p) in &original.0 {
+        assert_eq!(&policies[id], p, "{id} changed");
+    }
+}
+
+#[test]
+fn import_reuses_identical_resources_and_refuses_different_ones() {
+    let mut w = World::new();
+    w.ok("admin", "resource.defined", serde_json::json!({"resource": "cirun-openstack-gpu-large", "provider": "cirun", "unit": "runner-minutes", "approvals_required": 2, "description": "by hand"}));
+    let c = ctx(&w, "admin", "cirun-import:");
+    let plan = plan_cirun_import(ACCESS, &c, &w.state.resources()).unwrap();
+    assert_eq!(plan.reused, ["cirun-openstack-gpu-large"]);
+    let all = import_cirun_access(ACCESS, &c).unwrap();
+    assert_eq!(plan.statements.len(), all.len() - 1);
+    for st in plan.statements {
+        let signers = w.signer("admin");
+        w.submit(st, signers).unwrap();
+    }
+    assert_eq!(w.state.resources().len(), 12);
+
+    let mut w = World::new();
+    let seq = w.ok("admin", "resource.defined", serde_json::json!({"resource": "cirun-openstack-gpu-xlarge", "provider": "open-gpu-server", "unit": "runner-minutes", "approvals_required": 1, "max_days": 30}));
+    let size = w.state.size();
+    let err = plan_cirun_import(ACCESS, &ctx(&w, "admin", "cirun-import:"), &w.state.resources()).unwrap_err();
+    let InteropError::ResourceConflict { resource, defined_seq, differences } = &err else { panic!("{err}") };
+    assert_eq!((resource.as_str(), *defined_seq), ("cirun-openstack-gpu-xlarge", seq));
+    let fields: Vec<(&str, &str, &str)> =
+        differences.iter().map(|d| (d.field.as_str(), d.ledger.as_str(), d.import.as_str())).collect();
+    assert_eq!(
+        fields,
+        [
+            ("provider", r#""open-gpu-server""#, r#""cirun""#),
+            ("approvals_required", "1", "2"),
+            ("max_days", "30", "null")
+        ]
+    );
+    let message = err.to_string();
+    assert!(message.contains("(seq 1)"), "{message}");
+    assert!(message.contains(r#"provider: ledger "open-gpu-server", import "cirun""#), "{message}");
+    assert_eq!(w.state.size(), size);
+    // A retired resource is not the one the import would define.
+    w.ok("admin", "resource.retired", serde_json::json!({"resource": "cirun-openstack-gpu-xlarge"}));
+    let err = plan_cirun_import(ACCESS, &ctx(&w, "admin", "cirun-import:"), &w.state.resources()).unwrap_err();
+    assert!(err.to_string().contains("retired: ledger true, import false"), "{err}");
 }
 
 #[test]

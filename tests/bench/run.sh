@@ -113,6 +113,7 @@ print(round(v, 2) if isinstance(v, float) else v)' "$1" "$2"
 LG() { "$BIN" loadgen --server "$URL" "$@"; }
 
 # --- Appends over HTTP ---------------------------------------------------------------------
+"$BIN" init --data "$DATA" --origin localhost/grantline --admin-key-out "$DATA/admin.key" > /dev/null
 start_server
 ADMIN="$DATA/admin.key"
 echo "appends..." >&2

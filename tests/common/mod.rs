@@ -23,20 +23,26 @@ pub(crate) struct Server {
     pub url: String,
     pub data: PathBuf,
     pub admin_key: PathBuf,
-    /// What the server printed before its listening line (first-run initialisation).
+    /// What `init` (for a new data directory) and the server printed before its listening line.
     pub stdout: Vec<String>,
 }
 
 impl Server {
-    /// Starts `grantline serve` over `data` (initialised on first run) on 127.0.0.1:0.
+    /// Starts `grantline serve` over `data` (made with `grantline init` when new) on 127.0.0.1:0.
     pub(crate) fn start(data: &Path) -> Server {
         Server::start_with_env(data, &[])
     }
 
     pub(crate) fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Server {
+        // `serve --data DIR` refuses a directory that is not a ledger yet: `init` it first, as
+        // an operator would, with the defaults `serve` uses for ./grantline-data.
+        let mut printed = init_if_new(data, env);
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data);
-        Server::spawn(cmd, data, env)
+        let mut server = Server::spawn(cmd, data, env);
+        printed.append(&mut server.stdout);
+        server.stdout = printed;
+        server
     }
 
     /// Starts `grantline serve --addr 127.0.0.1:0` in `cwd` with the default data directory.
@@ -168,6 +174,31 @@ impl Drop for Server {
     }
 }
 
+/// Runs `grantline init --data DATA` (origin `localhost/grantline`, admin `admin`, admin key
+/// `DATA/admin.key`) unless DATA already holds a ledger; returns what init printed. Its
+/// stderr goes to the server's log file, with the same environment as the server.
+pub(crate) fn init_if_new(data: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    if data.join("log.key").exists() || data.join("db").exists() {
+        return Vec::new();
+    }
+    let log_path = data.with_extension("server.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["init", "--origin", "localhost/grantline", "--admin", "admin", "--data"]).arg(data);
+    cmd.arg("--admin-key-out").arg(data.join("admin.key"));
+    cmd.env("RUST_LOG", "warn").env_remove("GRANTLINE_FAULT").stdin(Stdio::null()).stderr(Stdio::from(log));
+    for (k, v) in env.iter().filter(|(k, _)| *k != "GRANTLINE_FAULT") {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn grantline init");
+    assert!(
+        out.status.success(),
+        "grantline init failed; its log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
 pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
@@ -183,6 +214,13 @@ pub(crate) fn envelope(key: &SigningKey, origin: &str, id: &str, kind: &str, dat
         data,
     };
     Envelope::sign(st.to_payload(), &[key]).canonical_json()
+}
+
+/// `started_at` and `ended_at` of a job that ran just now (both the current time): inside
+/// every grant issued before the call, as a usage report must be (`usage_outside_grant`).
+pub(crate) fn job_just_now() -> (String, String) {
+    let now = format_rfc3339_ms(api::now_ms());
+    (now.clone(), now)
 }
 
 /// A key for `name`, written to `<dir>/<name>.key` with `grantline keygen`.

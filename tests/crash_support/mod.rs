@@ -23,7 +23,7 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_grantline");
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A `grantline serve` process on 127.0.0.1:0 over `data` (initialised on first run).
+/// A `grantline serve` process on 127.0.0.1:0 over `data` (made with `grantline init` when new).
 pub(crate) struct Proc {
     child: Child,
     pub url: String,
@@ -34,6 +34,19 @@ impl Proc {
     pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Proc {
         let log_path = data.with_extension("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        if !data.join("log.key").exists() && !data.join("db").exists() {
+            // `serve --data DIR` refuses a directory that is not a ledger yet.
+            let out = Command::new(BIN)
+                .args(["init", "--origin", "localhost/grantline", "--admin", "admin", "--data"])
+                .arg(data)
+                .arg("--admin-key-out")
+                .arg(data.join("admin.key"))
+                .env_remove("GRANTLINE_FAULT")
+                .stdin(Stdio::null())
+                .output()
+                .expect("spawn grantline init");
+            assert!(out.status.success(), "grantline init: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data);
         cmd.env("RUST_LOG", "warn").env_remove("GRANTLINE_FAULT");

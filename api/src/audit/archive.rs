@@ -76,7 +76,11 @@ pub(crate) fn import(export: &Path, dir: &Path, job: &VerifyJob<'_>) -> Result<R
     let (report, replayed) = engine::verify(&mut ExportSource::open(export)?, job)?;
 
     let tmp = temp_dir_for(dir)?;
-    let built = build_store(export, &tmp.join("db"), replayed.size(), replayed.tree.root());
+    let built = build_store(export, &tmp.join("db"), replayed.size(), replayed.tree.root()).and_then(|()| {
+        // As `init` leaves it: the verifier key auditors pin, next to the log it signs.
+        let log_pub = crate::datadir::DataDir::new(&tmp).log_pub();
+        std::fs::write(&log_pub, format!("{}\n", job.log_key)).map_err(|e| AuditError::io(log_pub.display(), e))
+    });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);

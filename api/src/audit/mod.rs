@@ -184,10 +184,16 @@ impl From<Failure> for AuditError {
 
 /// Reads a pinned verifier key from its text (`name+id+base64`) or from a file holding it.
 pub(crate) fn read_log_key(text_or_path: &str) -> Result<ledger::keys::VerifierKey, AuditError> {
-    if let Ok(key) = ledger::keys::VerifierKey::parse(text_or_path) {
-        return Ok(key);
-    }
+    let as_key = ledger::keys::VerifierKey::parse(text_or_path);
     let path = std::path::Path::new(text_or_path);
+    match as_key {
+        Ok(key) => return Ok(key),
+        // Meant as a key, not a path: say what is wrong with it (a mismatched key id, say).
+        Err(e) if !path.exists() && text_or_path.contains('+') => {
+            return Err(AuditError::Usage(format!("--log-key {text_or_path:?} is not a verifier key: {e}")));
+        }
+        Err(_) => {}
+    }
     if path.is_file() {
         let text = read_small_file(path, KEY_FILE_BYTES_MAX)?;
         let text = String::from_utf8(text).map_err(|_| AuditError::Usage(format!("{}: not UTF-8", path.display())))?;

@@ -40,10 +40,27 @@ impl Receipt {
     }
 }
 
-/// Builds the receipt of event `id` from a server and checks it before handing it out.
+/// Which event to prove: by statement id or by its seq in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    Id(String),
+    Seq(u64),
+}
+
+impl Wanted {
+    /// A bare argument: a number is a seq, anything else a statement id.
+    pub(crate) fn from_arg(arg: &str) -> Wanted {
+        match arg.parse::<u64>() {
+            Ok(seq) if arg.bytes().all(|b| b.is_ascii_digit()) => Wanted::Seq(seq),
+            _ => Wanted::Id(arg.to_string()),
+        }
+    }
+}
+
+/// Builds the receipt of an event from a server and checks it before handing it out.
 /// `log_key` pins the key; without it the server's own `/v1/log` key is used (trust on
 /// first use: the receipt is only as good as the key it is later checked with).
-pub(crate) fn prove(server: &Client, id: &str, log_key: Option<&VerifierKey>) -> Result<Receipt, AuditError> {
+pub(crate) fn prove(server: &Client, wanted: &Wanted, log_key: Option<&VerifierKey>) -> Result<Receipt, AuditError> {
     let key = match log_key {
         Some(k) => k.clone(),
         None => {
@@ -52,7 +69,19 @@ pub(crate) fn prove(server: &Client, id: &str, log_key: Option<&VerifierKey>) ->
                 .map_err(|e| AuditError::Unreadable(format!("the server's log key: {e}")))?
         }
     };
-    let record = server.record_by_id(id)?.ok_or_else(|| AuditError::Usage(format!("no event with id {id:?}")))?;
+    let record = match wanted {
+        Wanted::Id(id) => {
+            server.record_by_id(id)?.ok_or_else(|| AuditError::Usage(format!("no event with id {id:?}")))?
+        }
+        Wanted::Seq(seq) => server.event(*seq)?.ok_or_else(|| {
+            AuditError::Usage(format!("no event at seq {seq} (seqs count from 0; the genesis is seq 0)"))
+        })?,
+    };
+    if let Wanted::Seq(seq) = wanted {
+        if record.seq != *seq {
+            return Err(AuditError::Unreadable(format!("asked for seq {seq}, the server sent seq {}", record.seq)));
+        }
+    }
     let mut attempt = 0;
     let (note, checkpoint) = loop {
         attempt += 1;
@@ -133,6 +162,16 @@ mod tests {
         }
         let proven = verify(&receipt(&log, 0).to_bytes(), &key).unwrap();
         assert_eq!((proven.id.as_str(), proven.kind.as_str()), ("genesis", "ledger.genesis"));
+    }
+
+    #[test]
+    fn a_number_names_a_seq_and_anything_else_an_id() {
+        assert_eq!(Wanted::from_arg("0"), Wanted::Seq(0));
+        assert_eq!(Wanted::from_arg("42"), Wanted::Seq(42));
+        assert_eq!(Wanted::from_arg("open-gpu-1"), Wanted::Id("open-gpu-1".into()));
+        assert_eq!(Wanted::from_arg("+5"), Wanted::Id("+5".into()));
+        // Past u64: not a seq the log can have, so it is looked up as an id.
+        assert_eq!(Wanted::from_arg("99999999999999999999"), Wanted::Id("99999999999999999999".into()));
     }
 
     #[test]

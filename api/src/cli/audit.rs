@@ -10,18 +10,30 @@ use ledger::keys::VerifierKey;
 use super::error::{CliError, CliResult};
 use crate::audit::engine::{self, VerifyJob};
 use crate::audit::monitor::{MonitorOptions, POLL_MS_DEFAULT};
+use crate::audit::receipt::Wanted;
 use crate::audit::source::{DataDirSource, ExportSource, RecordSource, ServerSource};
 use crate::audit::statefile::{self, SignedCheckpoint};
 use crate::audit::{archive, exit_codes_help, read_log_key, read_small_file, receipt, AuditError};
 use crate::client::Client;
 use crate::limits::{NOTE_FILE_BYTES_MAX, RECEIPT_FILE_BYTES_MAX};
 
+/// Where the `log.pub` of the examples comes from, as help text to `concat!`.
+macro_rules! log_key_help {
+    () => {
+        "\
+--log-key is the log's verifier key, or a file holding it. `grantline init` prints it and writes
+it to <DATA>/log.pub; get it from the operator over a channel you trust. To pin what the server
+says today instead (trust on first use):
+  curl -s https://ledger.example.org/v1/log | jq -r .log_key > log.pub"
+    };
+}
+
 const VERIFY_HELP: &str = concat!(
     "\
 Examples:
-  grantline verify --server http://127.0.0.1:8080 --log-key 'ledger.example.org/ci+1234abcd+AX...' --state auditor.json
+  grantline verify --server https://ledger.example.org --log-key 'ledger.example.org/ci+1234abcd+AX...' --state auditor.json
   grantline verify --export log.jsonl --checkpoint checkpoint.txt --log-key log.pub
-  grantline verify --data /var/lib/grantline --checkpoint checkpoint.txt --log-key log.pub
+  grantline verify --data /var/lib/grantline --checkpoint checkpoint.txt --log-key /var/lib/grantline/log.pub
 
 Checks every DSSE signature (Ed25519 batch verification on all cores), that each signer's key
 was registered and not revoked at that seq, the BLAKE3 chain and dense seqs, the Merkle root
@@ -33,6 +45,8 @@ The checkpoint is --checkpoint FILE, else the server's latest (--server), else t
 --state. Get one with `curl URL/v1/checkpoint` or `grantline export --checkpoint-out FILE`.
 
 ",
+    log_key_help!(),
+    "\n\n",
     exit_codes_help!()
 );
 
@@ -84,6 +98,7 @@ pub(crate) struct ExportArgs {
     pub checkpoint_out: Option<PathBuf>,
 }
 
+/// Exactly one place to export from.
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 pub(crate) struct ExportSourceArgs {
@@ -97,7 +112,18 @@ pub(crate) struct ExportSourceArgs {
 
 /// Read an export into a new data directory, verifying it completely first.
 #[derive(Args, Debug)]
-#[command(after_help = concat!("Example:\n  grantline import log.jsonl --data /var/lib/grantline-restored --checkpoint checkpoint.txt --log-key log.pub\n\nNothing is written unless every check passes; the directory appears only when complete.\nThe private keys are not part of an export: copy log.key and automation.key back yourself.", "\n\n", exit_codes_help!()))]
+#[command(after_help = concat!("\
+Example (restoring /var/lib/grantline from an export and a backup of its keys):
+  grantline export --server https://ledger.example.org --checkpoint-out checkpoint.txt > log.jsonl
+  grantline import log.jsonl --data /var/lib/grantline-restored --checkpoint checkpoint.txt \\
+      --log-key /backup/grantline/log.pub
+  cp /backup/grantline/log.key /backup/grantline/automation.key /var/lib/grantline-restored/
+  chmod 600 /var/lib/grantline-restored/log.key /var/lib/grantline-restored/automation.key
+  grantline serve --data /var/lib/grantline-restored
+
+Nothing is written unless every check passes; the directory appears only when complete.
+The private keys are not part of an export: the server needs log.key and automation.key from a
+backup of the old data directory before it serves the restored one.", "\n\n", log_key_help!(), "\n\n", exit_codes_help!()))]
 pub(crate) struct ImportArgs {
     /// The export file.
     pub file: PathBuf,
@@ -114,7 +140,7 @@ pub(crate) struct ImportArgs {
 
 /// Watch a server: every checkpoint must be consistent with the last, every record linked.
 #[derive(Args, Debug)]
-#[command(after_help = concat!("Example:\n  grantline monitor --server http://127.0.0.1:8080 --log-key log.pub --state monitor.json\n\nFollows GET /v1/events/stream and polls GET /v1/checkpoint. Saves the last good checkpoint in\n--state. Exits non-zero, loudly, at the first inconsistency or invalid record.", "\n\n", exit_codes_help!()))]
+#[command(after_help = concat!("Example:\n  grantline monitor --server https://ledger.example.org --log-key log.pub --state monitor.json\n\nFollows GET /v1/events/stream and polls GET /v1/checkpoint. Saves the last good checkpoint in\n--state. Exits non-zero, loudly, at the first inconsistency or invalid record.", "\n\n", log_key_help!(), "\n\n", exit_codes_help!()))]
 pub(crate) struct MonitorArgs {
     /// The server to watch.
     #[arg(long, value_name = "URL")]
@@ -138,12 +164,15 @@ pub(crate) struct MonitorArgs {
 
 /// Print an offline receipt for an event: its record, inclusion proof and checkpoint.
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Example:\n  grantline prove open-gpu-1 > receipt.json\n  grantline verify-receipt receipt.json --log-key log.pub"
-)]
+#[command(after_help = concat!("\
+Examples:
+  grantline prove open-gpu-1 > receipt.json          # by statement id
+  grantline prove 7 > receipt.json                   # by seq (the genesis is seq 0)
+  grantline prove --seq 7 --log-key log.pub --out receipt.json
+  grantline verify-receipt receipt.json --log-key log.pub", "\n\n", log_key_help!()))]
 pub(crate) struct ProveArgs {
-    /// The event's id (the statement id).
-    pub id: String,
+    #[command(flatten)]
+    pub event: EventArg,
     #[command(flatten)]
     pub server: super::signer::ServerOpt,
     /// Pin the log key (default: the server's, from GET /v1/log).
@@ -154,9 +183,35 @@ pub(crate) struct ProveArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Exactly one way to name the event to prove.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub(crate) struct EventArg {
+    /// The event: a number is its seq, anything else its statement id.
+    #[arg(value_name = "ID|SEQ")]
+    pub event: Option<String>,
+    /// The event's seq in the log (0 is the genesis).
+    #[arg(long, value_name = "N")]
+    pub seq: Option<u64>,
+    /// The event's statement id, even one made only of digits.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+}
+
+impl EventArg {
+    fn wanted(&self) -> Result<Wanted, CliError> {
+        match (&self.event, self.seq, &self.id) {
+            (Some(arg), None, None) => Ok(Wanted::from_arg(arg)),
+            (None, Some(seq), None) => Ok(Wanted::Seq(seq)),
+            (None, None, Some(id)) => Ok(Wanted::Id(id.clone())),
+            _ => Err(CliError::new("name the event once: ID|SEQ, --seq N or --id ID")),
+        }
+    }
+}
+
 /// Check a receipt with no server: checkpoint signature, leaf hash, inclusion proof, fields.
 #[derive(Args, Debug)]
-#[command(after_help = concat!("Example:\n  grantline verify-receipt receipt.json --log-key log.pub", "\n\n", exit_codes_help!()))]
+#[command(after_help = concat!("Example:\n  grantline verify-receipt receipt.json --log-key log.pub", "\n\n", log_key_help!(), "\n\n", exit_codes_help!()))]
 pub(crate) struct VerifyReceiptArgs {
     /// The receipt file (from `grantline prove`).
     pub file: PathBuf,
@@ -171,7 +226,11 @@ impl From<AuditError> for CliError {
             AuditError::Failed(f) => format!("VERIFICATION FAILED: {f}"),
             other => other.to_string(),
         };
-        CliError { message, code: e.exit_code() }
+        let problem = match &e {
+            AuditError::Server(crate::client::ClientError::Problem(p)) => Some(Box::new(p.clone())),
+            _ => None,
+        };
+        CliError { message, code: e.exit_code(), problem }
     }
 }
 
@@ -199,7 +258,7 @@ pub(super) fn verify(a: VerifyArgs) -> CliResult {
         (Some(cp), _) => cp,
         (None, Some(server)) => archive::open_checkpoint(&server.checkpoint()?, &key, "the server's checkpoint")?,
         (None, None) => saved()?.ok_or_else(|| {
-            CliError { message: "no checkpoint to verify the Merkle root against: pass --checkpoint FILE (from `curl URL/v1/checkpoint` or `grantline export --checkpoint-out`)".into(), code: crate::audit::exit::USAGE }
+            CliError::with_code("no checkpoint to verify the Merkle root against: pass --checkpoint FILE (from `curl URL/v1/checkpoint` or `grantline export --checkpoint-out`)", crate::audit::exit::USAGE)
         })?,
     };
     let mut source: Box<dyn RecordSource + '_> = match (&server, &a.from.data, &a.from.export) {
@@ -270,6 +329,11 @@ pub(super) fn import(a: ImportArgs) -> CliResult {
     let report = archive::import(&a.file, &a.data, &job)?;
     print!("{}", report.render());
     println!("imported {} records into {}", report.events, a.data.display());
+    println!(
+        "before `grantline serve --data {dir}`: copy log.key and automation.key from the backup of the old data \
+         directory into {dir} (mode 0600); an export holds no private key",
+        dir = a.data.display()
+    );
     Ok(())
 }
 
@@ -301,7 +365,7 @@ pub(super) fn monitor(a: MonitorArgs) -> CliResult {
 pub(super) fn prove(a: ProveArgs) -> CliResult {
     let server = Client::new(&a.server.server)?;
     let key = a.log_key.as_deref().map(log_key).transpose()?;
-    let receipt = receipt::prove(&server, &a.id, key.as_ref())?;
+    let receipt = receipt::prove(&server, &a.event.wanted()?, key.as_ref())?;
     let mut out = output(a.out.as_deref())?;
     out.write_all(&receipt.to_bytes()).and_then(|_| out.flush()).map_err(|e| CliError::new(format!("writing: {e}")))?;
     Ok(())

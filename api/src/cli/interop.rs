@@ -7,6 +7,8 @@ use clap::Args;
 use ledger::dsse::Envelope;
 use ledger::statement::Statement;
 use projector::interop::StatementContext;
+use projector::ResourceView;
+use serde::Deserialize;
 
 use super::error::{CliError, CliResult};
 use super::signer::{read_input_file, ServerOpt, Signer, SignerOpts};
@@ -50,13 +52,25 @@ pub(crate) struct ExportRunnerLabelsArgs {
 /// Id prefix of the statements one import of this file makes.
 pub(super) const CIRUN_IMPORT_ID_PREFIX: &str = "cirun-import:";
 
+#[derive(Deserialize)]
+struct ResourceList {
+    resources: Vec<ResourceView>,
+}
+
 pub(super) fn import(a: ImportArgs) -> CliResult {
     let yaml = read_input_file(&a.file)?;
     let s = Signer::open(&a.signer)?;
     let ctx = context(&s, CIRUN_IMPORT_ID_PREFIX);
-    let statements = projector::interop::import_cirun_access(&yaml, &ctx)
-        .map_err(|e| CliError::new(format!("{}: {e}", a.file.display())))?;
-    let (new, existing) = post_statements(&s, &statements)?;
+    // Decided against the ledger's resources before anything is posted, so a conflict
+    // leaves the ledger as it was.
+    let defined: ResourceList = s.client.get_json("/v1/resources", &[])?;
+    let plan = projector::interop::plan_cirun_import(&yaml, &ctx, &defined.resources)
+        .map_err(|e| CliError::new(format!("{}: {e}\nnothing was imported", a.file.display())))?;
+    let (new, existing) = post_statements(&s, &plan.statements)?;
+    for resource in &plan.reused {
+        println!("resource {resource:?} is already defined as the file needs: reused");
+    }
+    let existing = existing + plan.reused.len();
     println!("imported {}: {new} new events, {existing} already logged", a.file.display());
     Ok(())
 }

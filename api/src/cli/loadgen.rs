@@ -247,17 +247,19 @@ impl Cast {
         out
     }
 
-    /// The `n`th event: a usage report by actor `n % M` on its own grant.
-    fn event(&self, n: u64) -> (usize, String, &'static str, Value) {
+    /// The `n`th event: a usage report by actor `n % M` on its own grant, for a job that ran
+    /// at `job_at_ms`: a time the ledger's clock has reached and the grants had begun by, so
+    /// the report is inside its grant's life (`usage_outside_grant` otherwise).
+    fn event(&self, n: u64, job_at_ms: i64) -> (usize, String, &'static str, Value) {
         let actor = (n % self.actors.len() as u64) as usize;
-        let now = format_rfc3339_ms(crate::now_ms());
+        let at = format_rfc3339_ms(job_at_ms);
         let usage = format!("{}-u{n}", self.tag);
         (
             actor,
             usage.clone(),
             "usage.reported",
             json!({"usage": usage, "project": self.project(actor), "resource": self.resource, "amount": 1,
-                "started_at": now, "ended_at": now}),
+                "started_at": at, "ended_at": at}),
         )
     }
 }
@@ -274,11 +276,11 @@ fn statement(origin: &str, actor: &str, id: String, kind: &str, data: Value) -> 
 }
 
 /// Signs events `from..from + count` in parallel: (statement, canonical envelope, signer keyid).
-fn presign(cast: &Cast, origin: &str, from: u64, count: u64) -> Vec<(Statement, Vec<u8>, Signer)> {
+fn presign(cast: &Cast, origin: &str, from: u64, count: u64, job_at_ms: i64) -> Vec<(Statement, Vec<u8>, Signer)> {
     (from..from + count)
         .into_par_iter()
         .map(|n| {
-            let (actor, id, kind, data) = cast.event(n);
+            let (actor, id, kind, data) = cast.event(n, job_at_ms);
             let key = &cast.actors[actor];
             let st = statement(origin, key.name(), id, kind, data);
             let env = Envelope::sign(st.to_payload(), &[key]).canonical_json();
@@ -351,6 +353,19 @@ impl Http {
             .await
             .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
         resp.json().await.map_err(|e| CliError::new(format!("/v1/log: {e}")))
+    }
+
+    /// The `received_at_ms` of the record with statement id `id`.
+    async fn received_at_ms(&self, id: &str) -> Result<i64, CliError> {
+        let path = format!("/v1/events/by-id/{}", crate::client::encode_path_segment(id));
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
+        let record: Value = resp.json().await.map_err(|e| CliError::new(format!("{path}: {e}")))?;
+        record["received_at_ms"].as_i64().ok_or_else(|| CliError::new(format!("{path}: no received_at_ms")))
     }
 
     /// Posts one envelope; Ok(status).
@@ -472,7 +487,11 @@ async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Res
     Ok(())
 }
 
-async fn setup(http: &Http, origin: &str, admin: &SigningKey, cast: &Cast) -> Result<(), CliError> {
+/// Posts the setup; returns the server clock of its last record (`received_at_ms`), when every
+/// grant had begun: the time of the jobs the usage reports describe. The server's clock, not
+/// this machine's, so the reports hold whatever the drift between them.
+async fn setup(http: &Http, origin: &str, admin: &SigningKey, cast: &Cast) -> Result<i64, CliError> {
+    let mut last_id = None;
     for (_, id, kind, data) in cast.setup_statements() {
         let st = statement(origin, admin.name(), id.clone(), kind, data);
         let env = Envelope::sign(st.to_payload(), &[admin]).canonical_json();
@@ -482,8 +501,10 @@ async fn setup(http: &Http, origin: &str, admin: &SigningKey, cast: &Cast) -> Re
                 "setup {kind} {id} was refused with HTTP {status} (is --admin-key the admin's?)"
             )));
         }
+        last_id = Some(id);
     }
-    Ok(())
+    let id = last_id.ok_or_else(|| CliError::new("the setup is empty"))?;
+    http.received_at_ms(&id).await
 }
 
 fn read_admin(args: &LoadgenArgs) -> Result<Option<SigningKey>, CliError> {
@@ -500,8 +521,8 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
     let cast = match (&admin, needs_setup) {
         (Some(admin), true) => {
             let cast = Cast::new(args.actors)?;
-            setup(&http, &log.origin, admin, &cast).await?;
-            Some(cast)
+            let job_at_ms = setup(&http, &log.origin, admin, &cast).await?;
+            Some((cast, job_at_ms))
         }
         (None, true) => {
             return Err(CliError::new("this mode needs --admin-key FILE (the setup is signed by an admin)"))
@@ -511,14 +532,15 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
     let size_before = http.log().await?.size;
 
     let (main, background) = if args.mode == Mode::Appends {
-        let cast = cast.as_ref().ok_or_else(|| CliError::new("no setup"))?;
-        let bodies: Vec<Vec<u8>> = presign(cast, &log.origin, 0, args.events).into_iter().map(|(_, b, _)| b).collect();
+        let (cast, job_at_ms) = cast.as_ref().ok_or_else(|| CliError::new("no setup"))?;
+        let bodies: Vec<Vec<u8>> =
+            presign(cast, &log.origin, 0, args.events, *job_at_ms).into_iter().map(|(_, b, _)| b).collect();
         (post_all(&http, bodies, args.connections, None).await, None)
     } else {
         let bg_bodies = match (&cast, args.append_rate) {
-            (Some(cast), rate) if rate > 0 => {
+            (Some((cast, job_at_ms)), rate) if rate > 0 => {
                 let n = rate.saturating_mul(args.duration_s);
-                Some(presign(cast, &log.origin, 0, n).into_iter().map(|(_, b, _)| b).collect::<Vec<_>>())
+                Some(presign(cast, &log.origin, 0, n, *job_at_ms).into_iter().map(|(_, b, _)| b).collect::<Vec<_>>())
             }
             _ => None,
         };
@@ -527,7 +549,7 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
             let rate = args.append_rate;
             tokio::spawn(async move { post_all(&http, bodies, LOADGEN_BACKGROUND_CONNECTIONS, Some(rate)).await })
         });
-        let main = read_all(&http, args, cast.as_ref(), size_before).await;
+        let main = read_all(&http, args, cast.as_ref().map(|(c, _)| c), size_before).await;
         let bg = match bg {
             Some(handle) => Some(handle.await.map_err(|e| CliError::new(e.to_string()))?),
             None => None,
@@ -664,10 +686,12 @@ fn fill(args: &LoadgenArgs) -> CliResult {
         })
         .collect();
     append_admitted(&store, &mut fold, setup, &mut last_ms)?;
+    // The grants began at the setup's clock; every later batch's clock is at least that.
+    let job_at_ms = last_ms;
     let mut next = 0u64;
     while next < args.events {
         let count = (args.events - next).min(BATCH_ENTRIES_MAX as u64);
-        let batch = presign(&cast, &origin, next, count);
+        let batch = presign(&cast, &origin, next, count, job_at_ms);
         append_admitted(&store, &mut fold, batch, &mut last_ms)?;
         next += count;
     }

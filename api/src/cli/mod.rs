@@ -13,7 +13,7 @@ mod write;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use error::CliResult;
 
@@ -79,19 +79,35 @@ pub(crate) enum Command {
     Loadgen(loadgen::LoadgenArgs),
 }
 
-/// Which server to talk to.
+/// Runs the command line; on failure, the error on stderr (and with `--json`, the server's
+/// problem document on stdout) and its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    };
     init_tracing(matches!(cli.command, Command::Serve(_)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if json {
+                if let Some(problem) = &e.problem {
+                    println!("{}", serde_json::to_string_pretty(problem).unwrap_or_default());
+                }
+            }
             if !e.message.is_empty() {
                 eprintln!("error: {}", e.message);
             }
             ExitCode::from(e.code)
         }
     }
+}
+
+/// Whether the subcommand was given `--json` (any command that has the flag).
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    matches.subcommand().is_some_and(|(_, sub)| sub.try_get_one::<bool>("json").ok().flatten().copied() == Some(true))
 }
 
 fn init_tracing(serving: bool) {
@@ -136,5 +152,37 @@ pub(crate) fn run(cli: Cli) -> CliResult {
         Command::Prove(a) => audit::prove(a),
         Command::VerifyReceipt(a) => audit::verify_receipt(a),
         Command::Loadgen(a) => loadgen::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every option and argument of every command says what it is for (`--help` lists them).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = arg.get_help().or(arg.get_long_help()).map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "grantline", &mut missing);
+        assert!(missing.is_empty(), "arguments without help:\n{}", missing.join("\n"));
     }
 }

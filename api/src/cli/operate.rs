@@ -15,7 +15,7 @@ use crate::server::{self, ServeConfig};
 /// Create a new ledger: log and automation keys, the admin key and the genesis record.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example:\n  grantline init --data /var/lib/grantline --origin ledger.example.org/ci \\\n      --admin alice --admin-key-out alice.key\n\nPrints the log's verifier key: give it to auditors so they can pin it."
+    after_help = "Example:\n  grantline init --data /var/lib/grantline --origin ledger.example.org/ci \\\n      --admin alice --admin-key-out alice.key\n\nPrints the log's verifier key and writes it to <DATA>/log.pub: give it to auditors so they can\npin it (`--log-key <DATA>/log.pub`). Keep log.key and automation.key (mode 0600) backed up:\nan export holds no private key, and a restored log needs these two files back."
 )]
 pub(crate) struct InitArgs {
     /// Data directory to create (mode 0700); holds the database and the server's keys.
@@ -32,22 +32,22 @@ pub(crate) struct InitArgs {
     pub admin_key_out: PathBuf,
 }
 
-/// Run the HTTP server (initialising the data directory on first run).
+/// Run the HTTP server (with no --data, over ./grantline-data, created on first run).
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  grantline serve                      # ./grantline-data on 127.0.0.1:8080\n  grantline serve --data /var/lib/grantline --addr 0.0.0.0:8080\n\nOn first run over an empty directory it creates the ledger and writes the admin key to\n<DATA>/admin.key. Stop with Ctrl-C or SIGTERM. Logs go to stderr (RUST_LOG=debug for more)."
+    after_help = "Examples:\n  grantline serve                      # ./grantline-data on 127.0.0.1:8080\n  grantline serve --data /var/lib/grantline --addr 0.0.0.0:8080\n\nWith no --data, the first run creates ./grantline-data (a ledger named by --origin) and writes\nthe admin key to grantline-data/admin.key; it says so on stdout. A directory given with --data\nmust already be a ledger: make one with `grantline init`. Stop with Ctrl-C or SIGTERM. Logs go\nto stderr (RUST_LOG=debug for more)."
 )]
 pub(crate) struct ServeArgs {
-    /// Data directory (created on first run).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
-    pub data: PathBuf,
+    /// Data directory made by `grantline init` [default: ./grantline-data, created on first run].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Origin for a new ledger (first run only).
+    /// Origin of the ledger created in ./grantline-data on the first run without --data.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_ORIGIN)]
     pub origin: String,
-    /// Admin name for a new ledger (first run only).
+    /// Admin name of the ledger created in ./grantline-data on the first run without --data.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_ADMIN)]
     pub admin: String,
     /// Depth of the write queue (tests lower it to exercise 503).
@@ -80,17 +80,29 @@ fn print_init_report(dir: &DataDir, report: &datadir::InitReport) {
     println!("  admin {:?} key (secret, mode 0600): {}", report.admin_key.name(), report.admin_key_path.display());
     println!("  admin verifier key: {}", report.admin_key);
     println!("  log verifier key (auditors pin this): {}", report.log_key);
+    println!("  log verifier key file (for --log-key): {}", dir.log_pub().display());
 }
 
 pub(super) fn serve(a: ServeArgs) -> CliResult {
     if a.queue_depth == 0 {
         return Err(CliError::new("--queue-depth must be at least 1"));
     }
-    let dir = DataDir::new(&a.data);
-    if !dir.is_initialised() {
-        let report = datadir::init(&dir, &a.origin, &a.admin, &dir.default_admin_key())?;
-        print_init_report(&dir, &report);
-    }
+    let dir = match &a.data {
+        // Named explicitly: never made up here, where a typo would start a second ledger
+        // with a new log key.
+        Some(path) => DataDir::new(path),
+        None => {
+            let dir = DataDir::new(DEFAULT_DATA_DIR);
+            if !dir.is_initialised() {
+                println!(
+                    "no --data given and ./{DEFAULT_DATA_DIR} holds no ledger yet: creating one there (first run)"
+                );
+                let report = datadir::init(&dir, &a.origin, &a.admin, &dir.default_admin_key())?;
+                print_init_report(&dir, &report);
+            }
+            dir
+        }
+    };
     let opened = datadir::open(&dir)?;
     let config = ServeConfig { data: dir, addr: a.addr, queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX) };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,7 @@
 //! Reading: `allocations`, `check`, `usage`, `requests`. Tables by default, JSON with --json.
 
 use clap::Args;
-use projector::{Allocations, Explanation, RequestView, SponsorUsage};
+use projector::{AccessAnswer, Allocations, Explanation, GrantView, RequestView, ResourceView, SponsorUsage};
 use serde::Deserialize;
 
 use super::error::{CliError, CliResult, EXIT_DENIED};
@@ -23,8 +23,10 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 pub(crate) struct AllocationsArgs {
     #[command(flatten)]
     pub server: ServerOpt,
+    /// Only grants on this resource (runner label).
     #[arg(long)]
     pub resource: Option<String>,
+    /// Only grants of this project (repository name, without owner).
     #[arg(long)]
     pub project: Option<String>,
     /// Print JSON.
@@ -71,20 +73,22 @@ pub(super) fn allocations(a: AllocationsArgs) -> CliResult {
 /// each with the seq of the record that proves it. Exits 0 when allowed, 3 when denied.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nEach step is ✓ or ✗, with `seq N`: the log record that proves it (GET /v1/events/N).\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2)."
+    after_help = "Examples:\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large\n  grantline check pytorch-cpu-feedstock cirun-openstack-gpu-large --pull-request --user alice --github-id 1234\n\nEach step is ✓ or ✗, with `seq N`: the log record that proves it (GET /v1/events/N).\nA denial names the first missing step, e.g. no_request or awaiting_approvals (1 of 2).\nA grant that names its users (users or users_from_json) denies without --user: user_required."
 )]
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub server: ServerOpt,
+    /// The project (repository name, lowercase, without owner), e.g. pytorch-cpu-feedstock.
     pub project: String,
+    /// The resource (runner label), e.g. cirun-openstack-gpu-large.
     pub resource: String,
     /// The job runs for a pull request.
     #[arg(long)]
     pub pull_request: bool,
-    /// GitHub login of the user triggering the job.
-    #[arg(long, requires = "github_id")]
+    /// GitHub login of the user triggering the job (needed by grants that name their users).
+    #[arg(long)]
     pub user: Option<String>,
-    /// Numeric GitHub account id of --user.
+    /// Numeric GitHub account id of --user (binds a terms acceptance to the account).
     #[arg(long, requires = "user")]
     pub github_id: Option<u64>,
     /// Print the explanation as JSON (GET /v1/access/explain).
@@ -110,11 +114,23 @@ pub(super) fn check(a: CheckArgs) -> CliResult {
         print_json(&explanation);
     } else {
         print!("{}", checklist(&explanation, a.github_id));
+        let needs_user = explanation.reason == "user_required";
+        let unchecked_id = explanation.allowed && a.user.is_some() && a.github_id.is_none();
+        if needs_user || unchecked_id {
+            // The explanation names the grant; its user fields and the resource's terms say
+            // what the job's user must bring.
+            let answer: AccessAnswer = client.get_json("/v1/access/check", &query)?;
+            let resources: ResourceList = client.get_json("/v1/resources", &[])?;
+            let terms = resources.resources.iter().find(|r| r.resource == a.resource).and_then(|r| r.terms.clone());
+            if let Some(hint) = user_hint(answer.grant.as_ref(), terms.as_deref(), needs_user) {
+                println!("{hint}");
+            }
+        }
     }
     if explanation.allowed {
         Ok(())
     } else {
-        Err(CliError { message: String::new(), code: EXIT_DENIED })
+        Err(CliError::with_code(String::new(), EXIT_DENIED))
     }
 }
 
@@ -143,12 +159,41 @@ fn checklist(e: &Explanation, github_id: Option<u64>) -> String {
     out
 }
 
+#[derive(Deserialize)]
+struct ResourceList {
+    resources: Vec<ResourceView>,
+}
+
+/// What the job's user must bring for `grant`: the flags to pass when the check failed closed
+/// (`user_required`), or a note that --github-id was not checked when a terms acceptance
+/// admitted the login alone.
+fn user_hint(grant: Option<&GrantView>, terms: Option<&str>, needs_user: bool) -> Option<String> {
+    let grant = grant?;
+    let terms = match terms {
+        Some(t) => format!("terms {t:?}"),
+        None => "the provider's terms".to_string(),
+    };
+    if needs_user {
+        if grant.users.is_some() {
+            return Some("this grant lists users: pass --user LOGIN".to_string());
+        }
+        if grant.users_from_json.is_some() {
+            return Some(format!("this grant takes users who accepted {terms}: pass --user LOGIN --github-id ID"));
+        }
+        return None;
+    }
+    grant.users_from_json.as_ref().map(|_| {
+        format!("note: the acceptance of {terms} was matched by login only: pass --github-id ID to check the account")
+    })
+}
+
 /// A sponsor's pools and how their credits are used.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  grantline usage numfocus --from 2026-01-01 --to 2026-04-01")]
 pub(crate) struct UsageArgs {
     #[command(flatten)]
     pub server: ServerOpt,
+    /// The sponsor id, e.g. numfocus.
     pub sponsor: String,
     /// Start of the daily series (RFC 3339 or YYYY-MM-DD).
     #[arg(long)]

@@ -12,7 +12,7 @@ use crate::client::{random_id, sign_statement, Client, Submitted};
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ServerOpt {
-    /// The grantline server (plain http).
+    /// The grantline server's URL (http:// or https://).
     #[arg(long, env = "GRANTLINE_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub server: String,
 }
@@ -31,7 +31,8 @@ pub(crate) struct SignerOpts {
     /// Private key file that signs the event; its name is the actor (made by `grantline keygen`).
     #[arg(long, env = "GRANTLINE_KEY", value_name = "FILE")]
     pub key: PathBuf,
-    /// Print the receipt as JSON instead of a sentence.
+    /// Print the receipt as JSON instead of a sentence; on a refusal, the server's problem
+    /// document (RFC 9457) on stdout, with the same exit code.
     #[arg(long)]
     pub json: bool,
 }

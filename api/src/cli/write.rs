@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ledger::keys::VerifierKey;
+use projector::RequestView;
 use serde_json::{json, Map, Value};
 
 use super::error::{CliError, CliResult};
 use super::signer::{read_input_file, Signer, SignerOpts};
-use crate::client::random_id;
+use crate::client::{encode_path_segment, random_id};
 
 /// Inserts `value` under `name` when present (optional fields are omitted, not null).
 fn put<T: Into<Value>>(data: &mut Map<String, Value>, name: &str, value: Option<T>) {
@@ -46,12 +47,28 @@ pub(super) fn submit(a: SubmitArgs) -> CliResult {
     let data: Value =
         serde_json::from_str(&text).map_err(|e| CliError::new(format!("--data is not valid JSON: {e}")))?;
     if !data.is_object() {
-        return Err(CliError::new("--data must be a JSON object"));
+        return Err(CliError::new(format!(
+            "--data is JSON but not an object: the event's data is an object of its fields, e.g. \
+             '{{\"request\":\"gpu-pytorch\"}}' (got {}; see SPEC.md section 4 for each type's fields)",
+            json_kind(&data)
+        )));
     }
     let s = Signer::open(&a.signer)?;
     let sub = s.post(&a.kind, a.id, data)?;
     s.report(&sub, &format!("{} accepted", a.kind));
     Ok(())
+}
+
+/// What a JSON value is, in words: "an array", "a string", ...
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Request access to a resource for a project (access.requested).
@@ -62,10 +79,10 @@ pub(super) fn submit(a: SubmitArgs) -> CliResult {
 pub(crate) struct RequestArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
-    /// Repository name, e.g. pytorch-cpu-feedstock.
+    /// Repository name, e.g. pytorch-cpu-feedstock (not with --from-admin-request).
     #[arg(required_unless_present = "from_admin_request")]
     pub project: Option<String>,
-    /// Resource name, e.g. cirun-openstack-gpu-large.
+    /// Resource name, e.g. cirun-openstack-gpu-large (not with --from-admin-request).
     #[arg(required_unless_present = "from_admin_request")]
     pub resource: Option<String>,
     /// Why the project needs it.
@@ -139,7 +156,8 @@ pub(crate) struct ApproveArgs {
     pub signer: SignerOpts,
     /// The request id.
     pub request: String,
-    #[arg(long)]
+    /// Why you approve, shown with your approval on the requests page.
+    #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
     /// Credit pool the grant draws on.
     #[arg(long)]
@@ -165,7 +183,47 @@ pub(super) fn approve(a: ApproveArgs) -> CliResult {
     put(&mut data, "days", a.days);
     let sub = s.post("request.approved", a.id, Value::Object(data))?;
     s.report(&sub, &format!("request {} approved by {}", a.request, s.key.name()));
+    if !s.json {
+        // The automation appends `grant.issued` before this approval's receipt is answered,
+        // so the request already shows the grant if this approval completed the quorum.
+        match quorum_outcome(&s, &a.request, sub.receipt.seq) {
+            Ok(Some(line)) => println!("  {line}"),
+            Ok(None) => {}
+            Err(e) => eprintln!("note: the approval is logged, but the request could not be read back: {}", e.message),
+        }
+    }
     Ok(())
+}
+
+/// What the approval logged as record `seq` did to its request: how many approvals are still
+/// needed, or, when it completed the quorum, the grant issued and its record.
+fn quorum_outcome(s: &Signer, request: &str, seq: u64) -> Result<Option<String>, CliError> {
+    let path = format!("/v1/requests/{}", encode_path_segment(request));
+    let view: RequestView = s.client.get_json(&path, &[])?;
+    let Some(position) = view.approvals.iter().position(|a| a.seq == seq) else { return Ok(None) };
+    let count = position + 1;
+    let required = view.approvals_required as usize;
+    if count < required {
+        let left = required - count;
+        let more = if left == 1 { "1 more approval".to_string() } else { format!("{left} more approvals") };
+        return Ok(Some(format!("approval {count} of {required}: {more} needed before the grant is issued")));
+    }
+    if count > required {
+        return Ok(None);
+    }
+    let issued = view.timeline.iter().find(|e| e.kind == "grant.issued");
+    Ok(Some(match (&view.grant, issued) {
+        (Some(grant), Some(entry)) => format!(
+            "quorum reached ({count} of {required}): grant {grant} issued, logged as record {} \
+             (see `grantline allocations --project {}`)",
+            entry.seq, view.project
+        ),
+        _ => format!(
+            "quorum reached ({count} of {required}), but no grant is issued yet (status {}); \
+             see `grantline requests` and the server's log",
+            view.status
+        ),
+    }))
 }
 
 /// Deny a request (request.denied); closes it.
@@ -176,8 +234,10 @@ pub(super) fn approve(a: ApproveArgs) -> CliResult {
 pub(crate) struct DenyArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
+    /// The request id.
     pub request: String,
-    #[arg(long)]
+    /// Why it is denied (public: it is logged with the request).
+    #[arg(long, value_name = "TEXT")]
     pub reason: String,
     /// Statement id (idempotency key); default: a random unique id.
     #[arg(long)]
@@ -197,6 +257,7 @@ pub(super) fn deny(a: DenyArgs) -> CliResult {
 pub(crate) struct WithdrawArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
+    /// The request id (one you filed).
     pub request: String,
     /// Statement id (idempotency key); default: a random unique id.
     #[arg(long)]
@@ -220,7 +281,8 @@ pub(crate) struct RevokeArgs {
     pub signer: SignerOpts,
     /// The grant id.
     pub grant: String,
-    #[arg(long)]
+    /// Why it is revoked (public, kept in the grant's history).
+    #[arg(long, value_name = "TEXT")]
     pub reason: String,
     /// Statement id (idempotency key); default: a random unique id.
     #[arg(long)]
@@ -278,6 +340,7 @@ pub(crate) struct DefineResourceArgs {
     pub signer: SignerOpts,
     /// Resource name (the runner label), e.g. cirun-openstack-gpu-large.
     pub resource: String,
+    /// Who runs the runners, e.g. open-gpu-server.
     #[arg(long)]
     pub provider: String,
     /// Unit credits are counted in, e.g. runner-minutes.
@@ -292,7 +355,8 @@ pub(crate) struct DefineResourceArgs {
     /// Terms version users must accept.
     #[arg(long)]
     pub terms: Option<String>,
-    #[arg(long)]
+    /// What the resource is, shown on the public pages.
+    #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
     /// Statement id (idempotency key); default: a random unique id.
     #[arg(long)]
@@ -345,12 +409,16 @@ pub(super) fn register_sponsor(a: RegisterSponsorArgs) -> CliResult {
 pub(crate) struct DepositArgs {
     #[command(flatten)]
     pub signer: SignerOpts,
+    /// Pool id the credits go into (created by its first deposit), e.g. numfocus-2026.
     #[arg(long)]
     pub pool: String,
+    /// The sponsor paying (registered with `grantline register-sponsor`).
     #[arg(long)]
     pub sponsor: String,
+    /// Credits deposited, in --unit.
     #[arg(long)]
     pub amount: u64,
+    /// Unit of the credits, e.g. runner-minutes (the pool keeps one unit).
     #[arg(long)]
     pub unit: String,
     /// Resources the pool pays for, comma-separated; `*` for all.
@@ -389,19 +457,23 @@ pub(crate) struct ReportUsageArgs {
     /// Job id (idempotent).
     #[arg(long)]
     pub usage: String,
+    /// Repository the job ran for, e.g. pytorch-cpu-feedstock.
     #[arg(long)]
     pub project: String,
+    /// Resource (runner label) it ran on.
     #[arg(long)]
     pub resource: String,
+    /// Credits used, in the resource's unit.
     #[arg(long)]
     pub amount: u64,
-    /// RFC 3339.
-    #[arg(long)]
+    /// When the job started (RFC 3339).
+    #[arg(long, value_name = "TIME")]
     pub started_at: String,
-    /// RFC 3339.
-    #[arg(long)]
+    /// When the job ended (RFC 3339).
+    #[arg(long, value_name = "TIME")]
     pub ended_at: String,
-    #[arg(long)]
+    /// Link to the CI run.
+    #[arg(long, value_name = "URL")]
     pub run_url: Option<String>,
     /// Statement id (idempotency key); default: a random unique id.
     #[arg(long)]

@@ -69,7 +69,7 @@ pub(crate) fn page(facts: &LogFacts, title: &str, nav: Nav, api: &[ApiLink], bod
                     div.wrap {
                         p {
                             "Every fact on this page is derived from the signed, append-only log ("
-                            (fmt_num(facts.size)) " records). Verify it yourself with "
+                            (plural(facts.size, "record")) "). Verify it yourself with "
                             code { "grantline verify" } " against the log key below."
                         }
                         p { "Log verifier key: " code.key { (facts.log_key) } }

@@ -5,7 +5,7 @@ use maud::html;
 use projector::data::is_valid_project_name;
 use projector::State;
 
-use super::layout::{credits, expiry, fmt_num, grant_status, page, record_links, time_tag, yes_no, Nav};
+use super::layout::{credits, expiry, fmt_num, grant_status, page, plural, record_links, time_tag, yes_no, Nav};
 use super::{url_encode, LogFacts, PROJECT_HISTORY_MAX};
 
 /// `None` when the log has never mentioned the project (the caller answers 404).
@@ -29,7 +29,7 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
     let body = html! {
         h1 { "Project " code { (project) } }
         p.lead { (grants.iter().filter(|g| g.status == projector::GrantStatus::Active).count()) " active of "
-            (grants.len()) " grants ever issued; " (pending.len()) " pending requests." }
+            (plural(grants.len() as u64, "grant")) " ever issued; " (plural(pending.len() as u64, "pending request")) "." }
         h2 #grants { "Grants" }
         @if grants.is_empty() {
             p { "No grant has been issued to this project." }
@@ -72,7 +72,8 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
                 @for r in &pending {
                     li {
                         code { (r.request) } " for " (r.resource) ": "
-                        strong { (r.approvals.len()) " of " (r.approvals_required) } " approvals. "
+                        strong { (r.approvals.len()) " of " (r.approvals_required) }
+                        @if r.approvals_required == 1 { " approval. " } @else { " approvals. " }
                         q { (r.justification) }
                     }
                 }

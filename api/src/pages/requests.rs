@@ -1,9 +1,13 @@
 //! `/requests`: pending requests with their approvals and quorum; closed ones below, paged.
 
-use maud::{html, Markup};
-use projector::{RequestView, State};
+use std::collections::BTreeMap;
 
-use super::layout::{external_link, fmt_num, page, pager, project_link, request_status, time_tag, yes_no, Nav};
+use maud::{html, Markup};
+use projector::{GrantStatus, RequestView, State};
+
+use super::layout::{
+    external_link, fmt_num, grant_status, page, pager, plural, project_link, request_status, time_tag, yes_no, Nav,
+};
 use super::{LogFacts, REQUESTS_CLOSED_PAGE_MAX, REQUESTS_PENDING_MAX};
 
 /// `/requests?page=N`: every pending request (up to [`REQUESTS_PENDING_MAX`]), then the
@@ -14,6 +18,7 @@ pub fn requests(state: &State, facts: &LogFacts, page_number: usize) -> String {
     let page_index = page_number.saturating_sub(1);
     let start = page_index.saturating_mul(REQUESTS_CLOSED_PAGE_MAX).min(closed.len());
     let end = start.saturating_add(REQUESTS_CLOSED_PAGE_MAX).min(closed.len());
+    let ended_grants = ended_grants(state, &closed[start..end], facts.now_ms);
     let api =
         [("pending requests", "/v1/requests?status=pending".to_string()), ("all requests", "/v1/requests".to_string())];
     let body = html! {
@@ -78,7 +83,12 @@ pub fn requests(state: &State, facts: &LogFacts, page_number: usize) -> String {
                                 th scope="row" { code { (r.request) } }
                                 td { (project_link(&r.project)) }
                                 td { (r.resource) }
-                                td { (request_status(&r.status)) }
+                                td {
+                                    @match ended_grants.get(r.grant.as_deref().unwrap_or_default()) {
+                                        Some(status) => { (grant_status(status)) br; span.muted { "was granted" } }
+                                        None => (request_status(&r.status)),
+                                    }
+                                }
                                 td.text { (r.justification) }
                                 td.num { (r.approvals.len()) " of " (r.approvals_required) }
                                 td { @if let Some(g) = &r.grant { code { (g) } } @else { span.muted { "none" } } }
@@ -95,6 +105,20 @@ pub fn requests(state: &State, facts: &LogFacts, page_number: usize) -> String {
         }
     };
     page(facts, "Requests", Nav::Requests, &api, body)
+}
+
+/// The grants of these requests that are no longer active now (revoked, expired, exhausted
+/// ...), by grant id: a granted request whose grant ended shows how it ended, not "granted".
+fn ended_grants(state: &State, requests: &[&RequestView], now_ms: i64) -> BTreeMap<String, GrantStatus> {
+    let mut projects: Vec<&str> = requests.iter().filter(|r| r.grant.is_some()).map(|r| r.project.as_str()).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    projects
+        .into_iter()
+        .flat_map(|project| state.project_grants(project, now_ms))
+        .filter(|g| g.status != GrantStatus::Active)
+        .map(|g| (g.grant, g.status))
+        .collect()
 }
 
 fn pending_row(r: &RequestView) -> Markup {
@@ -116,9 +140,9 @@ fn pending_row(r: &RequestView) -> Markup {
                 @if r.credits.is_some() || r.days.is_some() {
                     br;
                     span.muted {
-                        @if let Some(c) = r.credits { (fmt_num(c)) " credits" }
+                        @if let Some(c) = r.credits { (plural(c, "credit")) }
                         @if r.credits.is_some() && r.days.is_some() { ", " }
-                        @if let Some(d) = r.days { (d) " days" }
+                        @if let Some(d) = r.days { (plural(d, "day")) }
                     }
                 }
             }

@@ -243,6 +243,39 @@ fn requests_show_pending_approvals_against_the_quorum_and_closed_below() {
 }
 
 #[test]
+fn requests_show_a_revoked_grant_as_revoked_not_granted() {
+    let mut l = walkthrough();
+    l.ok("alice", "grant.revoked", json!({"grant": "grant:gpu-pytorch", "reason": "project archived"}));
+    let html = requests(l.fold.state(), &l.facts(), 1);
+    let row = &html[html.find("<code>gpu-pytorch</code>").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("<span class=\"badge bad\">revoked</span>"), "{row}");
+    assert!(!row.contains(">granted</span>"), "{row}");
+    assert!(row.contains("<code>grant:gpu-pytorch</code>"), "{row}");
+}
+
+#[test]
+fn requests_show_expired_and_exhausted_grants_as_such() {
+    let mut l = walkthrough();
+    // Past the 90 days: the page, at its clock, shows the grant expired.
+    let mut later = l.facts();
+    later.now_ms += 91 * 24 * HOUR_MS;
+    let html = requests(l.fold.state(), &later, 1);
+    assert!(html.contains("<span class=\"badge off\">expired</span>"), "{html}");
+    assert!(!html.contains(">granted</span>"), "{html}");
+    // Credits used up: the automation ends it as exhausted.
+    l.ok(
+        "conda-forge-bot",
+        "usage.reported",
+        json!({"usage": "job-2", "project": PROJECT, "resource": RESOURCE, "amount": 4958,
+            "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T10:50:00Z"}),
+    );
+    let html = requests(l.fold.state(), &l.facts(), 1);
+    assert!(html.contains("<span class=\"badge warn\">exhausted</span>"), "{html}");
+    assert!(!html.contains(">granted</span>"), "{html}");
+}
+
+#[test]
 fn user_text_is_escaped_everywhere_and_no_page_carries_a_script() {
     let l = walkthrough();
     let requests_html = requests(l.fold.state(), &l.facts(), 1);

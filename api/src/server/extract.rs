@@ -17,7 +17,15 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Q<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(Q(v)),
-            Err(e) => Err(Problem::bad_request("invalid_query", e.body_text())),
+            Err(e) => Err(Problem::bad_request(
+                "invalid_query",
+                format!(
+                    "the query string {:?} does not fit {}: {}; /openapi.json lists each endpoint's parameters",
+                    parts.uri.query().unwrap_or_default(),
+                    parts.uri.path(),
+                    e.body_text()
+                ),
+            )),
         }
     }
 }
@@ -32,7 +40,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for P<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(P(v)),
-            Err(e) => Err(Problem::bad_request("invalid_path", e.body_text())),
+            Err(e) => Err(Problem::bad_request(
+                "invalid_path",
+                format!(
+                    "the path {} does not fit its route: {}; /openapi.json lists each route",
+                    parts.uri.path(),
+                    e.body_text()
+                ),
+            )),
         }
     }
 }

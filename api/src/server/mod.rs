@@ -93,6 +93,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .merge(routes::ops::routes())
         .merge(routes::pages::routes())
         .fallback(routes::not_found)
+        // After the merges: it applies to the routes already added.
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(middleware_error))

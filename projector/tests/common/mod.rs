@@ -233,9 +233,22 @@ impl World {
         self.try_as("meter", "usage.reported", data)
     }
 
+    /// A job that started and ended at the current clock: inside every grant issued so far.
     pub(crate) fn usage_data(&self, usage: &str, project: &str, resource: &str, amount: u64) -> Value {
+        self.usage_data_at(usage, project, resource, amount, self.now_ms, self.now_ms)
+    }
+
+    pub(crate) fn usage_data_at(
+        &self,
+        usage: &str,
+        project: &str,
+        resource: &str,
+        amount: u64,
+        started_at_ms: i64,
+        ended_at_ms: i64,
+    ) -> Value {
         json!({"usage": usage, "project": project, "resource": resource, "amount": amount,
-            "started_at": format_rfc3339_ms(self.now_ms - 10 * MINUTE_MS), "ended_at": format_rfc3339_ms(self.now_ms)})
+            "started_at": format_rfc3339_ms(started_at_ms), "ended_at": format_rfc3339_ms(ended_at_ms)})
     }
 
     /// Replays the log into a fresh state with check + apply, as an auditor does.

@@ -8,9 +8,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
 use ledger::b64;
-use ledger::dsse::{Envelope, EnvelopeError, SignatureFailure};
+use ledger::dsse::{Envelope, EnvelopeError, SignatureFailure, ENVELOPE_BYTES_MAX, PAYLOAD_TYPE};
 use ledger::record::{Record, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};
-use ledger::statement::Statement;
+use ledger::statement::{Statement, StatementError};
+use projector::limits::TEXT_BYTES_MAX;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
@@ -30,26 +31,72 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/events/by-id/:id", get(by_id))
 }
 
+/// A 413 that says why text far below the limit can reach it: the limit is on the whole
+/// envelope, and the statement travels inside it base64-encoded (a third larger).
+fn too_large(what: String) -> Problem {
+    let statement_bytes_max = ENVELOPE_BYTES_MAX / 4 * 3;
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "{what}. The limit applies to the whole DSSE envelope, not to one field: the statement \
+             (all its fields, e.g. a justification) is base64-encoded inside it, which adds a third, \
+             so a statement of more than about {statement_bytes_max} bytes cannot fit; each text \
+             field is at most {TEXT_BYTES_MAX} bytes anyway"
+        ),
+    )
+}
+
+/// Why the body is not an envelope: not JSON at all, or JSON of another shape.
+fn malformed_envelope(e: EnvelopeError) -> Problem {
+    match &e {
+        EnvelopeError::TooLarge(n) => too_large(format!("the envelope is {n} bytes, at most {ENVELOPE_BYTES_MAX}")),
+        EnvelopeError::Json(json) if json.classify() == serde_json::error::Category::Data => Problem::bad_request(
+            "malformed_envelope",
+            format!(
+                "the body is JSON but not a DSSE envelope: expected {{\"payloadType\": \"{PAYLOAD_TYPE}\", \
+                 \"payload\": \"<base64 statement>\", \"signatures\": [{{\"keyid\": \"...\", \"sig\": \"<base64>\"}}]}} \
+                 and no other fields ({json})"
+            ),
+        ),
+        EnvelopeError::Json(json) => {
+            Problem::bad_request("malformed_envelope", format!("the body is not valid JSON: {json}"))
+        }
+        _ => Problem::bad_request("malformed_envelope", e.to_string()),
+    }
+}
+
+/// Why the payload is not a statement: not JSON, or JSON of another shape.
+fn malformed_statement(e: StatementError) -> Problem {
+    match &e {
+        StatementError::Json(json) if json.classify() == serde_json::error::Category::Data => Problem::bad_request(
+            "malformed_statement",
+            format!(
+                "the payload is JSON but not a statement: expected {{\"ledger\", \"id\", \"actor\", \
+                 \"issued_at\", \"type\", \"data\": {{...}}}} and no other fields ({json})"
+            ),
+        ),
+        StatementError::Json(json) => {
+            Problem::bad_request("malformed_statement", format!("the payload is not valid JSON: {json}"))
+        }
+        _ => Problem::bad_request("malformed_statement", e.to_string()),
+    }
+}
+
 /// Reads the body, refusing more than BODY_BYTES_MAX bytes with a problem (not axum's text).
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Problem> {
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {BODY_BYTES_MAX} bytes"),
-        )
-    };
+    let refuse = || too_large(format!("the body is larger than {BODY_BYTES_MAX} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
-        return Err(too_large());
+        return Err(refuse());
     }
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(BODY_BYTES_MAX as u64) as usize);
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Problem::bad_request("body_unreadable", e.to_string()))?;
         if buf.len() + chunk.len() > BODY_BYTES_MAX {
-            return Err(too_large());
+            return Err(refuse());
         }
         buf.extend_from_slice(&chunk);
     }
@@ -68,12 +115,8 @@ async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> 
 
 async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
     let body = read_body(headers, body).await?;
-    let envelope = Envelope::parse(&body).map_err(|e| match e {
-        EnvelopeError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-        _ => Problem::bad_request("malformed_envelope", e.to_string()),
-    })?;
-    let statement =
-        Statement::parse(&envelope.payload).map_err(|e| Problem::bad_request("malformed_statement", e.to_string()))?;
+    let envelope = Envelope::parse(&body).map_err(malformed_envelope)?;
+    let statement = Statement::parse(&envelope.payload).map_err(malformed_statement)?;
     // Signatures are checked here, on the handler's worker thread, in parallel across
     // requests; the sequencer only re-checks that the keys are still active.
     let snapshot = app.snapshot();
@@ -85,11 +128,7 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     let canonical = envelope.canonical_json();
     // Checked here so one oversized record can never fail a whole batch's append.
     if canonical.len() + LEAF_HEADER_BYTES > LEAF_BYTES_MAX {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the record would exceed {LEAF_BYTES_MAX} bytes"),
-        ));
+        return Err(too_large(format!("the record would exceed {LEAF_BYTES_MAX} bytes")));
     }
     let (tx, rx) = oneshot::channel();
     let submission = Submission { statement, canonical, signers, source: Source::Client(tx) };

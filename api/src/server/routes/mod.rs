@@ -7,11 +7,25 @@ pub(super) mod proofs;
 pub(super) mod stream;
 pub(super) mod views;
 
+use axum::http::{Method, StatusCode, Uri};
+
 use crate::problem::Problem;
 
 /// Any path that is not a route.
 pub(super) async fn not_found() -> Problem {
     Problem::not_found("no such endpoint; see /openapi.json")
+}
+
+/// A route asked with a method it does not serve (axum's own 405 has no body).
+pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not accept {method}; the Allow header lists what it does, /openapi.json the whole API",
+            uri.path()
+        ),
+    )
 }
 
 /// A store read failure, as the client sees it.

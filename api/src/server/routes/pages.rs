@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +15,7 @@ use axum::Router;
 use super::store_error;
 use crate::pages::{self, LogFacts};
 use crate::problem::Problem;
+use crate::server::extract::{P, Q};
 use crate::server::snapshot::Snapshot;
 use crate::server::AppState;
 
@@ -33,7 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/events", get(events))
 }
 
-type Params = Query<HashMap<String, String>>;
+type Params = Q<HashMap<String, String>>;
 
 fn number<T: std::str::FromStr>(params: &HashMap<String, String>, name: &str) -> Option<T> {
     params.get(name).and_then(|v| v.parse().ok())
@@ -82,29 +83,29 @@ async fn render(
     }
 }
 
-async fn index(State(app): State<AppState>, Query(p): Params) -> Response {
+async fn index(State(app): State<AppState>, Q(p): Params) -> Response {
     let resource = p.get("resource").cloned();
     let page = pages::page_number(number(&p, "page"));
     let missing = format!("There is no resource {:?}.", resource.as_deref().unwrap_or(""));
     render(app, missing, move |s, f| pages::index(&s.state, f, resource.as_deref(), page)).await
 }
 
-async fn requests(State(app): State<AppState>, Query(p): Params) -> Response {
+async fn requests(State(app): State<AppState>, Q(p): Params) -> Response {
     let page = pages::page_number(number(&p, "page"));
     render(app, String::new(), move |s, f| Some(pages::requests(&s.state, f, page))).await
 }
 
-async fn project(State(app): State<AppState>, Path(project): Path<String>) -> Response {
+async fn project(State(app): State<AppState>, P(project): P<String>) -> Response {
     let missing = format!("The log has no event about a project named {project:?}. Project names are exact.");
     render(app, missing, move |s, f| pages::project(&s.state, f, &project)).await
 }
 
-async fn sponsor(State(app): State<AppState>, Path(sponsor): Path<String>) -> Response {
+async fn sponsor(State(app): State<AppState>, P(sponsor): P<String>) -> Response {
     let missing = format!("There is no sponsor {sponsor:?}.");
     render(app, missing, move |s, f| pages::sponsor(&s.state, f, &sponsor)).await
 }
 
-async fn events(State(app): State<AppState>, Query(p): Params) -> Response {
+async fn events(State(app): State<AppState>, Q(p): Params) -> Response {
     let snapshot = app.snapshot();
     let window = pages::events_window(snapshot.size, number(&p, "before"), number(&p, "page"));
     let records = if window.is_empty() {
