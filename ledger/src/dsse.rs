@@ -17,8 +17,9 @@ pub enum EnvelopeError {
     /// Larger than [`ENVELOPE_BYTES_MAX`]: refused before parsing.
     #[error("envelope is too large ({0} bytes, at most {ENVELOPE_BYTES_MAX})")]
     TooLarge(usize),
-    /// Not JSON, or not the envelope's shape (unknown fields included).
-    #[error("envelope is not valid JSON: {0}")]
+    /// Not JSON, or JSON not of the envelope's shape (unknown fields included); the message
+    /// says which, since "not valid JSON" misleads whoever sent a well-formed object.
+    #[error("{}", json_problem(.0))]
     Json(#[source] serde_json::Error),
     /// A `payloadType` other than [`PAYLOAD_TYPE`].
     #[error("wrong payloadType {0:?}, expected {PAYLOAD_TYPE}")]
@@ -265,6 +266,19 @@ pub enum SignatureFailure {
         /// The keyid the signature names.
         keyid: String,
     },
+}
+
+/// "not valid JSON", or "JSON but not a DSSE envelope" with the shape it must have.
+fn json_problem(e: &serde_json::Error) -> String {
+    if e.classify() == serde_json::error::Category::Data {
+        format!(
+            "the envelope is JSON but not a DSSE envelope: expected {{\"payloadType\": \"{PAYLOAD_TYPE}\", \
+             \"payload\": \"<base64 statement>\", \"signatures\": [{{\"keyid\": \"...\", \"sig\": \"<base64>\"}}]}} \
+             and no other fields ({e})"
+        )
+    } else {
+        format!("the envelope is not valid JSON: {e}")
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ pub enum StatementError {
     /// Nested deeper than [`JSON_DEPTH_MAX`]: refused before parsing.
     #[error("statement JSON nests deeper than {JSON_DEPTH_MAX} levels")]
     TooDeep,
-    /// Not JSON, or not the statement's shape (missing or unknown fields, wrong types).
-    #[error("statement is not valid: {0}")]
+    /// Not JSON, or JSON not of the statement's shape (missing or unknown fields, wrong
+    /// types); the message says which.
+    #[error("{}", json_problem(.0))]
     Json(#[source] serde_json::Error),
     /// The `id` breaks the statement-id rule.
     #[error("invalid statement id {0:?}: 1-{STATEMENT_ID_BYTES_MAX} characters of [A-Za-z0-9._:-]")]
@@ -184,6 +185,18 @@ fn json_depth_exceeds(text: &str, max: usize) -> bool {
         }
     }
     false
+}
+
+/// "not valid JSON", or "JSON but not a statement" with the fields it must have.
+fn json_problem(e: &serde_json::Error) -> String {
+    if e.classify() == serde_json::error::Category::Data {
+        format!(
+            "the payload is JSON but not a statement: expected {{\"ledger\", \"id\", \"actor\", \"issued_at\", \
+             \"type\", \"data\": {{...}}}} and no other fields ({e})"
+        )
+    } else {
+        format!("the payload is not valid JSON: {e}")
+    }
 }
 
 #[cfg(test)]
