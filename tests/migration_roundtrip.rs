@@ -63,6 +63,17 @@ fn importing_and_exporting_the_cirun_file_keeps_every_policy() {
     }
     assert_eq!(roundtrip.0.len(), original.0.len());
     assert_eq!(roundtrip.1, original.1);
+    // The public list names each imported grant's policy.
+    let allocations = s.get_json("/v1/allocations");
+    let policies: std::collections::BTreeSet<String> = allocations["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["grants"].as_array().unwrap().iter())
+        .filter_map(|g| g["policy"].as_str().map(str::to_string))
+        .collect();
+    assert!(policies.contains("pytorch-cpu-feedstock-windows-policy"), "{allocations}");
+    assert!(policies.iter().all(|p| original.0.contains_key(p)), "{policies:?}");
 
     // Importing again adds nothing.
     let out = s.ok(&["import-cirun-access", "--key", &admin_key, ACCESS_YML]);

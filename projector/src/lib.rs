@@ -152,6 +152,8 @@ pub struct GrantView {
     pub users_from_json: Option<String>,
     /// Repository roles whose members may use it.
     pub roles: Vec<String>,
+    /// The runner-configuration policy id a migration import read (Cirun's), kept by exports.
+    pub policy: Option<String>,
     /// The `grant.issued` record.
     pub issued_seq: u64,
     /// The record that ended it, if one did.

@@ -55,6 +55,7 @@ impl State {
             users: g.users.clone(),
             users_from_json: g.users_from_json.clone(),
             roles: g.roles.clone(),
+            policy: g.policy.clone(),
             issued_seq: g.issued_seq,
             ended_seq: g.ended_seq,
             history: g.history.iter().map(timeline_entry).collect(),
