@@ -345,30 +345,28 @@ impl Http {
         Ok(Http { base, client })
     }
 
-    async fn log(&self) -> Result<LogInfo, CliError> {
-        let resp = self
-            .client
-            .get(format!("{}/v1/log", self.base))
-            .send()
-            .await
-            .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
-        resp.json().await.map_err(|e| CliError::new(format!("/v1/log: {e}")))
-    }
-
-    /// The `received_at_ms` of the record with statement id `id`.
-    async fn received_at_ms(&self, id: &str) -> Result<i64, CliError> {
-        let path = format!("/v1/events/by-id/{}", crate::client::encode_path_segment(id));
+    /// GET a JSON document from the server (setup only; measured requests use [`Conn`]).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let resp = self
             .client
             .get(format!("{}{path}", self.base))
             .send()
             .await
             .map_err(|e| CliError::new(format!("cannot reach {}: {e}", self.base)))?;
-        let record: Value = resp.json().await.map_err(|e| CliError::new(format!("{path}: {e}")))?;
+        resp.json().await.map_err(|e| CliError::new(format!("{path}: {e}")))
+    }
+
+    async fn log(&self) -> Result<LogInfo, CliError> {
+        self.get_json("/v1/log").await
+    }
+
+    /// The `received_at_ms` of the record with statement id `id`.
+    async fn received_at_ms(&self, id: &str) -> Result<i64, CliError> {
+        let path = format!("/v1/events/by-id/{}", crate::client::encode_path_segment(id));
+        let record: Value = self.get_json(&path).await?;
         record["received_at_ms"].as_i64().ok_or_else(|| CliError::new(format!("{path}: no received_at_ms")))
     }
 
-    /// Posts one envelope; Ok(status).
     async fn post(&self, body: Vec<u8>) -> Result<u16, reqwest::Error> {
         let resp = self
             .client
