@@ -93,17 +93,7 @@ fn build() -> Fixture {
     let state = root.join("server-auditor.json");
     let server_verify =
         grantline(&["verify", "--server", &server.url, "--log-key", &info.log_key, "--state", state.to_str().unwrap()]);
-    let export = root.join("export.jsonl");
-    let checkpoint = root.join("checkpoint.txt");
-    assert_ok(&grantline(&[
-        "export",
-        "--server",
-        &server.url,
-        "--out",
-        export.to_str().unwrap(),
-        "--checkpoint-out",
-        checkpoint.to_str().unwrap(),
-    ]));
+    let (export, checkpoint) = export_server(&server, &root);
     server.stop();
     // The export of the data directory is the same file.
     let from_data = root.join("export-data.jsonl");

@@ -107,18 +107,7 @@ fn a_restored_directory_names_the_missing_key_files_and_serves_once_they_are_bac
     grant_many(&server, &cast, "restore", 2);
     let size = wait_for_size(&server, 7 + 8);
     let log = server.log();
-    let export = tmp.path().join("log.jsonl");
-    let checkpoint = tmp.path().join("checkpoint.txt");
-    let out = grantline(&[
-        "export",
-        "--server",
-        &server.url,
-        "--out",
-        export.to_str().unwrap(),
-        "--checkpoint-out",
-        checkpoint.to_str().unwrap(),
-    ]);
-    assert_ok(&out);
+    let (export, checkpoint) = export_server(&server, tmp.path());
     server.stop();
 
     // The help's restore, step by step: import with the log.pub init wrote.

@@ -2,7 +2,7 @@
 //! export files read, tampered and written back; the binary's exit codes.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use api::json::RecordJson;
@@ -116,6 +116,22 @@ pub(crate) fn wait_for_size(server: &Server, size: u64) -> u64 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     panic!("the log did not reach {size} records");
+}
+
+/// `grantline export --server` of `server` into `dir`: (the export file, its checkpoint file).
+pub(crate) fn export_server(server: &Server, dir: &Path) -> (PathBuf, PathBuf) {
+    let export = dir.join("export.jsonl");
+    let checkpoint = dir.join("checkpoint.txt");
+    assert_ok(&grantline(&[
+        "export",
+        "--server",
+        &server.url,
+        "--out",
+        export.to_str().unwrap(),
+        "--checkpoint-out",
+        checkpoint.to_str().unwrap(),
+    ]));
+    (export, checkpoint)
 }
 
 pub(crate) fn read_export(path: &Path) -> Vec<RecordJson> {
