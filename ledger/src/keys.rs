@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::b64;
 
-pub use crate::limits::KEY_NAME_BYTES_MAX;
+pub use crate::limits::{KEY_NAME_BYTES_MAX, SECRET_FILE_BYTES_MAX};
 
 /// The signed-note algorithm byte for Ed25519.
 pub const ALG_ED25519: u8 = 0x01;
@@ -299,22 +299,42 @@ impl SigningKey {
     /// ([`KeyError::Permissions`]): the secret may already have leaked, and ssh taught
     /// operators to expect the refusal.
     pub fn read_file(path: &Path) -> Result<Self, KeyError> {
+        let text = read_secret_file(path)?;
+        let text = String::from_utf8_lossy(&text);
         let shown = || path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|source| KeyError::File { path: shown(), source })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // The open file's own mode: no window between the check and the read.
-            let mode = file.metadata().map_err(|source| KeyError::File { path: shown(), source })?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { path: shown(), mode: mode & 0o7777 });
-            }
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text)
-            .map_err(|source| KeyError::File { path: shown(), source })?;
         SigningKey::parse(&text).map_err(|e| KeyError::InFile { path: shown(), source: Box::new(e) })
     }
+}
+
+/// Reads a file that holds a secret (a private key, a webhook secret), at most
+/// [`SECRET_FILE_BYTES_MAX`] bytes. On unix a file that group or others may read or write is
+/// refused ([`KeyError::Permissions`]): the secret may already have leaked, and ssh taught
+/// operators to expect the refusal.
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let shown = || path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| KeyError::File { path: shown(), source })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The open file's own mode: no window between the check and the read.
+        let mode = file.metadata().map_err(|source| KeyError::File { path: shown(), source })?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { path: shown(), mode: mode & 0o7777 });
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, SECRET_FILE_BYTES_MAX as u64 + 1), &mut bytes)
+        .map_err(|source| KeyError::File { path: shown(), source })?;
+    if bytes.len() > SECRET_FILE_BYTES_MAX {
+        return Err(KeyError::File {
+            path: shown(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {SECRET_FILE_BYTES_MAX} bytes: not a secret file"),
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 impl fmt::Debug for SigningKey {

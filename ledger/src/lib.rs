@@ -17,6 +17,7 @@ pub mod limits;
 pub mod merkle;
 pub mod note;
 pub mod record;
+pub mod seen;
 pub mod statement;
 pub mod store;
 

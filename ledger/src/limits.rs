@@ -27,6 +27,9 @@ pub const JSON_DEPTH_MAX: usize = 32;
 /// Signed-note key names longer than this are rejected (actor names are at most
 /// [`ACTOR_NAME_BYTES_MAX`], log origins a bit more).
 pub const KEY_NAME_BYTES_MAX: usize = 256;
+/// A secret file (a private key, a webhook secret) is at most this many bytes; anything
+/// larger is the wrong file.
+pub const SECRET_FILE_BYTES_MAX: usize = 4096;
 /// Notes larger than this are rejected before parsing.
 pub const NOTE_BYTES_MAX: usize = 1 << 20;
 /// A note to sign holds at most this much text, so the signed note (text plus signature
@@ -48,6 +51,8 @@ pub const BATCH_ENTRIES_MAX: usize = 4096;
 pub const RANGE_RECORDS_MAX: usize = 10_000;
 /// Meta keys (names of blobs stored next to the log) are 1 to this many bytes.
 pub const META_KEY_BYTES_MAX: usize = 256;
+/// Keys of a [`crate::seen::SeenSet`] (e.g. webhook delivery ids) are 1 to this many bytes.
+pub const SEEN_KEY_BYTES_MAX: usize = 128;
 /// sled's page cache (records, the id index and the hash tiles proofs read).
 pub const STORE_CACHE_BYTES: u64 = 64 << 20;
 /// How long `Store::open` waits for the lock of a store that was just closed in this process

@@ -69,6 +69,9 @@ pub enum StoreError {
     /// A meta key is empty or longer than [`META_KEY_BYTES_MAX`] bytes (its length).
     #[error("invalid meta key of {0} bytes: must be 1 to {META_KEY_BYTES_MAX} bytes")]
     InvalidMetaKey(usize),
+    /// A seen-set key is empty or longer than [`crate::limits::SEEN_KEY_BYTES_MAX`] bytes (its length).
+    #[error("invalid key of {0} bytes: must be 1 to {max} bytes", max = crate::limits::SEEN_KEY_BYTES_MAX)]
+    InvalidSeenKey(usize),
     /// An earlier append failed after reaching sled, so memory may be ahead of the disk.
     #[error("an earlier write failed; the store must be reopened")]
     Failed,
@@ -693,6 +696,14 @@ impl Store {
         self.inner.tree.insert(meta_key(key), value).map_err(io)?;
         self.inner.db.flush().map_err(io)?;
         Ok(())
+    }
+
+    /// The durable set of seen keys named `name` (for example webhook delivery ids), kept in
+    /// this store's database beside the log but not part of it.
+    pub fn seen_set(&self, name: &str, retention: crate::seen::Retention) -> Result<crate::seen::SeenSet, StoreError> {
+        check_meta_key(name)?;
+        let tree = self.inner.db.open_tree(format!("seen/{name}")).map_err(io)?;
+        crate::seen::SeenSet::open(self.inner.db.clone(), tree, retention)
     }
 
     /// The blob stored with [`Store::put_meta`] under `key`, if any.
