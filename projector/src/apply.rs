@@ -10,11 +10,12 @@ use ledger::statement::Statement;
 
 use crate::check::migrated_grant_id;
 use crate::data::{self, fnv1a64, EventData, DAY_MS, DEFAULT_GRANT_ROLES};
+use crate::limits::{USAGE_LATE_MS_MAX, VOUCHES_PER_COMMIT_MAX};
 use crate::state::{
-    mut_in, Actor, Approval, Entry, Genesis, Grant, KeyEntry, Pool, Request, RequestStatus, Resource, Sponsor, State,
-    UserTerms, AUTOMATION_ACTOR,
+    mut_in, vouch_key, Actor, Approval, Entry, Genesis, Grant, KeyEntry, Pool, Request, RequestStatus, Resource,
+    Sponsor, State, UserTerms, Vouch, AUTOMATION_ACTOR,
 };
-use crate::{Event, GrantStatus};
+use crate::{Event, GrantStatus, UnauthorizedJob};
 
 /// Applies a record that `check` accepted. Never panics, whatever the input.
 pub fn apply(state: &mut State, event: &Event<'_>) {
@@ -22,7 +23,24 @@ pub fn apply(state: &mut State, event: &Event<'_>) {
     if let Ok(parsed) = data::parse(&st.kind, &st.data) {
         apply_parsed(state, st, parsed, event.seq, event.received_at_ms);
     }
+    // After the record, never before: `check` decided on the state without this record's
+    // clock, and the record must change the state as `check` saw it.
+    close_late_usage(state, event.received_at_ms);
     state.size = state.size.max(event.seq.saturating_add(1));
+}
+
+/// Drops the usage ids of grants whose late-report window has closed by `at_ms`.
+fn close_late_usage(state: &mut State, at_ms: i64) {
+    while let Some((closes_at_ms, id)) = state.usage_close_index.get_min().cloned() {
+        if closes_at_ms > at_ms {
+            return;
+        }
+        state.usage_close_index.remove(&(closes_at_ms, id.clone()));
+        if let Some(g) = mut_in(&mut state.grants, &id) {
+            g.usage_ids = OrdSet::new();
+            g.usage_closed = true;
+        }
+    }
 }
 
 fn entry(st: &Statement, seq: u64, at_ms: i64, detail: Option<String>) -> Entry {
@@ -66,8 +84,9 @@ fn end_grant(state: &mut State, id: &str, status: GrantStatus, seq: u64, e: Entr
     let before = g.pool_share();
     g.status = status;
     g.ended_seq = Some(seq);
+    g.ended_at_ms = Some(e.at_ms);
+    let closes_at_ms = e.at_ms.saturating_add(USAGE_LATE_MS_MAX);
     g.history.push(e);
-    g.usage_ids = OrdSet::new();
     let after = g.pool_share();
     let pool = g.pool.clone();
     let expires = g.expires_at_ms;
@@ -81,6 +100,7 @@ fn end_grant(state: &mut State, id: &str, status: GrantStatus, seq: u64, e: Entr
         state.expiry_index.remove(&(t, id.to_string()));
     }
     state.exhausted_pending.remove(id);
+    state.usage_close_index.insert((closes_at_ms, id.to_string()));
 }
 
 fn close_request(state: &mut State, id: &str, status: RequestStatus, seq: u64, e: Entry) {
@@ -308,11 +328,15 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                     issued_seq: seq,
                     active_from_ms: at_ms,
                     ended_seq: None,
+                    ended_at_ms: None,
+                    exhausted_at_ms: None,
                     history: vec![e],
                     usage_ids: OrdSet::new(),
+                    usage_closed: false,
                     usage_reports: 0,
                     last_usage_seq: None,
                     last_usage_at_ms: None,
+                    last_used_ms: None,
                 },
             );
         }
@@ -325,24 +349,38 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
         EventData::GrantExhausted(d) => {
             end_grant(state, &d.grant, GrantStatus::Exhausted, seq, entry(st, seq, at_ms, None));
         }
-        EventData::UsageReported { data: d, ended_at_ms, .. } => {
-            let hash = fnv1a64(d.usage.as_bytes());
-            let grants = state.active_grants_for(&d.project, &d.resource);
-            if grants.iter().any(|g| g.usage_ids.contains(&hash)) {
+        EventData::UsageReported { data: d, started_at_ms, ended_at_ms } => {
+            if state.unauthorized_usage.contains_key(&d.usage) {
                 return;
             }
-            let Some(id) = grants.iter().find(|g| g.is_active_at(at_ms)).map(|g| g.grant.clone()) else { return };
+            let hash = fnv1a64(d.usage.as_bytes());
+            if state.active_grants_for(&d.project, &d.resource).iter().any(|g| g.usage_ids.contains(&hash)) {
+                return;
+            }
+            let Some(id) = state
+                .billable_grant(&d.project, &d.resource, started_at_ms, at_ms)
+                .filter(|g| !g.usage_ids.contains(&hash))
+                .map(|g| g.grant.clone())
+            else {
+                return;
+            };
             let Some(g) = mut_in(&mut state.grants, &id) else { return };
             let before = g.pool_share();
+            let was_exhausted = g.is_exhausted();
             g.used = g.used.saturating_add(d.amount);
             g.usage_ids.insert(hash);
             g.usage_reports = g.usage_reports.saturating_add(1);
             g.last_usage_seq = Some(seq);
             g.last_usage_at_ms = Some(at_ms);
-            let after = g.pool_share();
+            g.last_used_ms = Some(g.last_used_ms.map_or(ended_at_ms, |t| t.max(ended_at_ms)));
             let exhausted = g.is_exhausted();
+            if exhausted && !was_exhausted {
+                g.exhausted_at_ms = Some(at_ms);
+            }
+            let after = g.pool_share();
             let pool_id = g.pool.clone();
-            if exhausted {
+            // A grant that ended already needs no `grant.exhausted`.
+            if exhausted && g.status == GrantStatus::Active {
                 state.exhausted_pending.insert(id);
             }
             reallocate(state, pool_id.as_deref(), before, after);
@@ -381,6 +419,36 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                 }
             }
         }
+        EventData::UsageUnauthorized { data: d, .. } => {
+            if state.unauthorized_usage.contains_key(&d.usage) {
+                return;
+            }
+            state.unauthorized_usage.insert(d.usage.clone(), seq);
+            state.unauthorized.insert(
+                seq,
+                Arc::new(UnauthorizedJob {
+                    seq,
+                    usage: d.usage,
+                    project: d.project,
+                    resource: d.resource,
+                    started_at: d.started_at,
+                    ended_at: d.ended_at,
+                    reason: d.reason,
+                    run_url: d.run_url,
+                }),
+            );
+        }
+        EventData::JobVouched(d) => {
+            let key = vouch_key(&d.project, &d.head_sha);
+            let list = Arc::make_mut(state.vouches.entry(key).or_default());
+            let vouch = Vouch { user: d.user, github_id: d.github_id, seq };
+            // A second vouch for the same user replaces the first (a correction of the id).
+            match list.iter().position(|v| v.user.eq_ignore_ascii_case(&vouch.user)) {
+                Some(i) => list[i] = vouch,
+                None if list.len() < VOUCHES_PER_COMMIT_MAX => list.push(vouch),
+                None => {}
+            }
+        }
         EventData::GrantsMigrated(d) => {
             if !matches!(state.resources.get(&d.to_resource), Some(r) if r.retired_seq.is_none()) {
                 return;
@@ -409,6 +477,7 @@ fn apply_parsed(state: &mut State, st: &Statement, parsed: EventData, seq: u64, 
                     issued_seq: seq,
                     active_from_ms: at_ms,
                     ended_seq: None,
+                    ended_at_ms: None,
                     history,
                     ..Grant::clone(old)
                 };

@@ -8,8 +8,8 @@ use ledger::statement::{format_rfc3339_ms, Statement};
 use crate::automation::quorum_grant;
 use crate::codes::{self, reject};
 use crate::data::{self, derived_id, fnv1a64, EventData, GrantIssuedData, EVENT_TYPES};
-use crate::limits::{ISSUED_AT_FUTURE_MINUTES_MAX, ISSUED_AT_FUTURE_MS_MAX};
-use crate::state::{Actor, RequestStatus, State, AUTOMATION_ACTOR};
+use crate::limits::{ISSUED_AT_FUTURE_MINUTES_MAX, ISSUED_AT_FUTURE_MS_MAX, VOUCHES_PER_COMMIT_MAX};
+use crate::state::{vouch_key, Actor, RequestStatus, State, AUTOMATION_ACTOR};
 use crate::{GrantStatus, Rejection};
 
 /// Decides whether `statement`, signed by `signers` (verified keyids), may be appended now.
@@ -102,7 +102,13 @@ fn authorize(actor: &Actor, statement: &Statement, parsed: &EventData) -> Result
     let is_automation = actor.actor == AUTOMATION_ACTOR;
     let (allowed, needs) = match parsed {
         EventData::GrantIssued { .. } => (is_automation || is_admin, "the automation key or admin"),
-        EventData::GrantExpired(_) | EventData::GrantExhausted(_) => (is_automation, "the automation key"),
+        EventData::GrantExpired(_) | EventData::GrantExhausted(_) | EventData::UsageUnauthorized { .. } => {
+            (is_automation, "the automation key")
+        }
+        // The automation key meters the jobs GitHub's signed webhooks report (section 13).
+        EventData::UsageReported { .. } => {
+            (is_automation || actor.has_role("meter"), "meter (or the automation key, from webhooks)")
+        }
         _ if is_automation => (false, "a role the automation key does not have"),
         EventData::Genesis { .. }
         | EventData::ActorRegistered { .. }
@@ -124,7 +130,7 @@ fn authorize(actor: &Actor, statement: &Statement, parsed: &EventData) -> Result
         // Only the requester may withdraw; checked against the request.
         EventData::RequestWithdrawn(_) => (true, ""),
         EventData::GrantRevoked(_) => (is_admin || actor.has_role("reviewer"), "admin or reviewer"),
-        EventData::UsageReported { .. } => (actor.has_role("meter"), "meter"),
+        EventData::JobVouched(_) => (actor.has_role("requester"), "requester"),
         EventData::TermsAccepted(_) | EventData::TermsWithdrawn(_) => {
             (is_admin || actor.has_role("requester"), "requester or admin")
         }
@@ -362,19 +368,90 @@ fn check_state(state: &State, statement: &Statement, parsed: &EventData, now_ms:
             }
         }
         EventData::UsageReported { data: d, started_at_ms, ended_at_ms } => {
+            if let Some(seq) = state.unauthorized_usage.get(&d.usage) {
+                return Err(reject(
+                    codes::USAGE_DUPLICATE,
+                    format!("usage {:?} was recorded as unauthorized at seq {seq}", d.usage),
+                ));
+            }
             let hash = fnv1a64(d.usage.as_bytes());
             let grants = state.active_grants_for(&d.project, &d.resource);
             if grants.iter().any(|g| g.usage_ids.contains(&hash)) {
                 return Err(reject(codes::USAGE_DUPLICATE, format!("usage {:?} was already counted", d.usage)));
             }
-            // The grant `apply` debits: the oldest active at the server clock.
-            let Some(grant) = grants.iter().find(|g| g.is_active_at(now_ms)) else {
-                return Err(reject(
-                    codes::NO_ACTIVE_GRANT,
-                    format!("{:?} has no active grant on {:?}", d.project, d.resource),
-                ));
+            // The grant `apply` debits: the one the job ran under. Without one, the oldest
+            // grant active now says why the job did not run under it.
+            let grant = match state.billable_grant(&d.project, &d.resource, *started_at_ms, now_ms) {
+                Some(g) if g.usage_ids.contains(&hash) => {
+                    return Err(reject(
+                        codes::USAGE_DUPLICATE,
+                        format!("usage {:?} was already counted on grant {:?}", d.usage, g.grant),
+                    ));
+                }
+                Some(g) => g,
+                None => match grants.iter().find(|g| g.is_active_at(now_ms)) {
+                    Some(g) => g,
+                    None => {
+                        return Err(reject(
+                            codes::NO_ACTIVE_GRANT,
+                            format!(
+                                "{:?} has no active grant on {:?}, and none was active when the job started at {}",
+                                d.project,
+                                d.resource,
+                                format_rfc3339_ms(*started_at_ms)
+                            ),
+                        ))
+                    }
+                },
             };
             check_usage_window(grant, d.usage.as_str(), *started_at_ms, *ended_at_ms, now_ms)
+        }
+        EventData::UsageUnauthorized { data: d, started_at_ms, .. } => {
+            if !state.resources.contains_key(&d.resource) {
+                return Err(reject(codes::UNKNOWN_RESOURCE, format!("resource {:?} is not defined", d.resource)));
+            }
+            if let Some(seq) = state.unauthorized_usage.get(&d.usage) {
+                return Err(reject(
+                    codes::USAGE_DUPLICATE,
+                    format!("usage {:?} was recorded as unauthorized at seq {seq}", d.usage),
+                ));
+            }
+            let hash = fnv1a64(d.usage.as_bytes());
+            if let Some(g) = state.grants_for(&d.project, &d.resource).find(|g| g.usage_ids.contains(&hash)) {
+                return Err(reject(
+                    codes::USAGE_DUPLICATE,
+                    format!("usage {:?} was counted on grant {:?}", d.usage, g.grant),
+                ));
+            }
+            // The log proves each accusation: a job that ran under a grant is not cross-access.
+            if let Some(g) = state.grants_for(&d.project, &d.resource).find(|g| g.covers_start(*started_at_ms)) {
+                return Err(reject(
+                    codes::USAGE_GRANTED,
+                    format!(
+                        "{:?} held grant {:?} (seq {}) on {:?} when the job started at {}",
+                        d.project,
+                        g.grant,
+                        g.issued_seq,
+                        d.resource,
+                        format_rfc3339_ms(*started_at_ms)
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        EventData::JobVouched(d) => {
+            let vouches = state.vouches.get(&vouch_key(&d.project, &d.head_sha));
+            let known = vouches.is_some_and(|v| v.iter().any(|v| v.user.eq_ignore_ascii_case(&d.user)));
+            if !known && vouches.is_some_and(|v| v.len() >= VOUCHES_PER_COMMIT_MAX) {
+                return Err(reject(
+                    codes::TOO_MANY_VOUCHES,
+                    format!(
+                        "commit {} of {:?} already has {VOUCHES_PER_COMMIT_MAX} vouches, the most one commit may have",
+                        d.head_sha, d.project
+                    ),
+                ));
+            }
+            Ok(())
         }
         EventData::TermsAccepted(_) => Ok(()),
         EventData::TermsWithdrawn(d) => {

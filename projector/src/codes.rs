@@ -42,11 +42,13 @@
 //! | `unknown_grant` | Unprocessable | the grant does not exist |
 //! | `grant_not_active` | Unprocessable | the grant already ended |
 //! | `not_due` | Unprocessable | `grant.expired` before `expires_at`, or `grant.exhausted` before `credit_limit` is used |
-//! | `no_active_grant` | Unprocessable | usage for a project and resource without an active grant now |
-//! | `usage_duplicate` | Unprocessable | this `usage` id was already counted on the active grant |
+//! | `no_active_grant` | Unprocessable | usage for a project and resource without a grant active now or when the job started |
+//! | `usage_duplicate` | Unprocessable | this `usage` id was already counted on the grant, or recorded as unauthorized |
 //! | `usage_outside_grant` | Unprocessable | the job started before the grant began or after it ended, or `ended_at` is more than 5 minutes after the server clock |
 //! | `terms_not_accepted` | Unprocessable | `user.terms_withdrawn` for terms the user has not accepted |
 //! | `github_id_mismatch` | Unprocessable | `user.terms_withdrawn` with another GitHub id than the recorded one |
+//! | `usage_granted` | Unprocessable | `usage.unauthorized` for a job that started while the project held a grant on the resource |
+//! | `too_many_vouches` | Unprocessable | `job.vouched` for a commit that already has the most vouches one commit may have |
 
 use crate::{Rejection, RejectionKind};
 
@@ -130,9 +132,9 @@ pub const UNKNOWN_GRANT: &str = "unknown_grant";
 pub const GRANT_NOT_ACTIVE: &str = "grant_not_active";
 /// Unprocessable: `grant.expired` before `expires_at`, or `grant.exhausted` before `credit_limit` is used.
 pub const NOT_DUE: &str = "not_due";
-/// Unprocessable: usage for a project and resource without an active grant now.
+/// Unprocessable: usage for a project and resource without a grant active now or when the job started.
 pub const NO_ACTIVE_GRANT: &str = "no_active_grant";
-/// Unprocessable: this `usage` id was already counted on the active grant.
+/// Unprocessable: this `usage` id was already counted on the grant, or recorded as unauthorized.
 pub const USAGE_DUPLICATE: &str = "usage_duplicate";
 /// Unprocessable: the job started before the grant began or after it ended, or `ended_at` is more than 5 minutes after the server clock.
 pub const USAGE_OUTSIDE_GRANT: &str = "usage_outside_grant";
@@ -140,6 +142,10 @@ pub const USAGE_OUTSIDE_GRANT: &str = "usage_outside_grant";
 pub const TERMS_NOT_ACCEPTED: &str = "terms_not_accepted";
 /// Unprocessable: `user.terms_withdrawn` with another GitHub id than the recorded one.
 pub const GITHUB_ID_MISMATCH: &str = "github_id_mismatch";
+/// Unprocessable: `usage.unauthorized` for a job that started while the project held a grant on the resource.
+pub const USAGE_GRANTED: &str = "usage_granted";
+/// Unprocessable: `job.vouched` for a commit that already has the most vouches one commit may have.
+pub const TOO_MANY_VOUCHES: &str = "too_many_vouches";
 
 /// Every code with its kind.
 pub const ALL: &[(&str, RejectionKind)] = &[
@@ -188,6 +194,8 @@ pub const ALL: &[(&str, RejectionKind)] = &[
     (USAGE_OUTSIDE_GRANT, RejectionKind::Unprocessable),
     (TERMS_NOT_ACCEPTED, RejectionKind::Unprocessable),
     (GITHUB_ID_MISMATCH, RejectionKind::Unprocessable),
+    (USAGE_GRANTED, RejectionKind::Unprocessable),
+    (TOO_MANY_VOUCHES, RejectionKind::Unprocessable),
 ];
 
 /// The kind of a code (Unprocessable for a code not in [`ALL`]).

@@ -10,15 +10,17 @@ use crate::codes::{self, reject};
 use crate::Rejection;
 
 pub use crate::limits::{
-    DAYS_MAX, GENESIS_ADMINS_MAX, GITHUB_LOGIN_BYTES_MAX, GRANT_ROLES_MAX, NAME_BYTES_MAX, POLICY_ID_BYTES_MAX,
-    POOL_RESOURCES_MAX, PROJECT_NAME_BYTES_MAX, TEXT_BYTES_MAX, USERS_MAX,
+    COMMIT_SHA_HEX_CHARS, DAYS_MAX, GENESIS_ADMINS_MAX, GITHUB_LOGIN_BYTES_MAX, GRANT_ROLES_MAX, NAME_BYTES_MAX,
+    POLICY_ID_BYTES_MAX, POOL_RESOURCES_MAX, PROJECT_NAME_BYTES_MAX, TEXT_BYTES_MAX, USERS_MAX,
 };
 use ledger::statement::{ACTOR_NAME_BYTES_MAX, STATEMENT_ID_BYTES_MAX};
 
 /// Milliseconds in one day.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// Every event type (`type` of a statement), in the order SPEC.md section 4 lists them.
+/// Every event type (`type` of a statement), in the order SPEC.md section 4 lists them, except
+/// the runner layer's two (`usage.unauthorized`, `job.vouched`): they come last, so the fuzz
+/// corpus, which names event types by their index here, keeps its meaning.
 pub const EVENT_TYPES: &[&str] = &[
     "ledger.genesis",
     "actor.registered",
@@ -41,6 +43,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "user.terms_accepted",
     "user.terms_withdrawn",
     "grants.migrated",
+    "usage.unauthorized",
+    "job.vouched",
 ];
 
 /// The roles of SPEC.md section 4.
@@ -291,6 +295,47 @@ pub struct UsageReportedData {
     pub run_url: Option<String>,
 }
 
+/// `usage.unauthorized`: the automation key records a job that ran on a gated runner without
+/// access (cross-access), publicly; it debits nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageUnauthorizedData {
+    /// The usage id (`gh:<repository id>:<job id>:<run attempt>` from webhooks); a usage id
+    /// already reported or recorded as unauthorized is refused.
+    pub usage: String,
+    /// The project (repository) whose job ran.
+    pub project: String,
+    /// The resource it ran on.
+    pub resource: String,
+    /// When the job started (RFC 3339).
+    pub started_at: String,
+    /// When it ended (RFC 3339, not before `started_at`).
+    pub ended_at: String,
+    /// The access check's denial at the job's start (`no_request`, `grant_revoked`, ...).
+    pub reason: String,
+    /// A link to the job.
+    pub run_url: Option<String>,
+}
+
+/// `job.vouched`: the bot that made a commit says, signed, which GitHub user asked for it, so
+/// a job a bot triggers on that commit counts, at the job gate, as triggered by that user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobVouchedData {
+    /// The project (repository) of the commit.
+    pub project: String,
+    /// The commit: exactly [`COMMIT_SHA_HEX_CHARS`] lowercase hex digits.
+    pub head_sha: String,
+    /// The GitHub login of the person who asked for the commit.
+    pub user: String,
+    /// Their numeric GitHub id (a renamed or re-registered login does not inherit a vouch).
+    pub github_id: u64,
+    /// The command they gave the bot (e.g. `@conda-forge-admin, please rerender`).
+    pub command: Option<String>,
+    /// A link to where they asked.
+    pub evidence_url: Option<String>,
+}
+
 /// `user.terms_accepted` and `user.terms_withdrawn`: a user's acceptance of a terms version.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +455,17 @@ pub enum EventData {
     TermsWithdrawn(TermsData),
     /// `grants.migrated`.
     GrantsMigrated(GrantsMigratedData),
+    /// `usage.unauthorized`, with the times parsed.
+    UsageUnauthorized {
+        /// The data as sent.
+        data: UsageUnauthorizedData,
+        /// `started_at` in Unix milliseconds.
+        started_at_ms: i64,
+        /// `ended_at` in Unix milliseconds.
+        ended_at_ms: i64,
+    },
+    /// `job.vouched`.
+    JobVouched(JobVouchedData),
 }
 
 fn decode<T: DeserializeOwned>(kind: &str, data: &serde_json::Value) -> Result<T, Rejection> {
@@ -434,6 +490,12 @@ pub fn is_valid_github_login(login: &str) -> bool {
     !login.is_empty()
         && login.len() <= GITHUB_LOGIN_BYTES_MAX
         && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A commit id as `job.vouched` records it: exactly [`COMMIT_SHA_HEX_CHARS`] lowercase hex
+/// digits (no case folding: the job gate lowercases the job's `head_sha` before comparing).
+pub fn is_valid_commit_sha(sha: &str) -> bool {
+    sha.len() == COMMIT_SHA_HEX_CHARS && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Ids of requests, grants, pools, sponsors, resources and usage reports follow the
@@ -769,6 +831,37 @@ pub fn parse(kind: &str, data: &serde_json::Value) -> Result<EventData, Rejectio
                 return Err(malformed("from_resource and to_resource are the same"));
             }
             EventData::GrantsMigrated(d)
+        }
+        "usage.unauthorized" => {
+            let d: UsageUnauthorizedData = decode(kind, data)?;
+            check_id("usage", &d.usage)?;
+            check_project(&d.project)?;
+            check_id("resource", &d.resource)?;
+            let started_at_ms = parse_time("started_at", &d.started_at)?;
+            let ended_at_ms = parse_time("ended_at", &d.ended_at)?;
+            if ended_at_ms < started_at_ms {
+                return Err(malformed("ended_at is before started_at"));
+            }
+            check_text("reason", &d.reason, true)?;
+            check_opt_text("run_url", &d.run_url)?;
+            EventData::UsageUnauthorized { data: d, started_at_ms, ended_at_ms }
+        }
+        "job.vouched" => {
+            let d: JobVouchedData = decode(kind, data)?;
+            check_project(&d.project)?;
+            if !is_valid_commit_sha(&d.head_sha) {
+                return Err(malformed(format!(
+                    "head_sha {:?} must be {COMMIT_SHA_HEX_CHARS} lowercase hex digits",
+                    d.head_sha
+                )));
+            }
+            if !is_valid_github_login(&d.user) {
+                return Err(malformed(format!("user {:?} is not a GitHub login", d.user)));
+            }
+            check_positive("github_id", Some(d.github_id))?;
+            check_opt_text("command", &d.command)?;
+            check_opt_text("evidence_url", &d.evidence_url)?;
+            EventData::JobVouched(d)
         }
         other => return Err(reject(codes::UNKNOWN_EVENT_TYPE, format!("unknown event type {other:?}"))),
     })

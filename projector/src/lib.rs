@@ -9,7 +9,8 @@
 //!
 //! Module map: [`data`] decodes each event type's `data`; [`codes`] lists the rejection codes;
 //! `state` holds [`State`]; `check`, `apply` and `automation` are the state machine; `views`
-//! the projections (methods on [`State`]); [`interop`] the conda-forge files.
+//! the projections (methods on [`State`]); [`interop`] the conda-forge files; [`runner`] the
+//! GitHub runner layer (SPEC.md section 13: the label rule, the job gate, webhook metering).
 
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
@@ -24,6 +25,7 @@ pub mod codes;
 pub mod data;
 pub mod interop;
 pub mod limits;
+pub mod runner;
 mod state;
 mod suggest;
 mod views;
@@ -158,8 +160,38 @@ pub struct GrantView {
     pub issued_seq: u64,
     /// The record that ended it, if one did.
     pub ended_seq: Option<u64>,
+    /// When it was last used (RFC 3339): the latest `ended_at` among the usage billed to it;
+    /// none if never used.
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+    /// Since when it is idle (RFC 3339): `last_used_at`, or its issue time if never used (a
+    /// migration is not a use). Pages flag grants idle for
+    /// [`limits::GRANT_IDLE_DAYS_FLAG`] days.
+    #[serde(default)]
+    pub idle_since: String,
     /// Issue, migration and end, oldest first.
     pub history: Vec<TimelineEntry>,
+}
+
+/// A job that ran on a gated runner without access (`usage.unauthorized`): public.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UnauthorizedJob {
+    /// The `usage.unauthorized` record.
+    pub seq: u64,
+    /// The usage id (`gh:<repository id>:<job id>:<run attempt>` from webhooks).
+    pub usage: String,
+    /// The project whose job ran.
+    pub project: String,
+    /// The resource it ran on.
+    pub resource: String,
+    /// When the job started (RFC 3339, as recorded).
+    pub started_at: String,
+    /// When it ended (RFC 3339, as recorded).
+    pub ended_at: String,
+    /// The access check's denial at the job's start.
+    pub reason: String,
+    /// A link to the job.
+    pub run_url: Option<String>,
 }
 
 /// The active grants on one resource.

@@ -47,3 +47,26 @@ pub const RESOURCE_SUGGESTION_EDITS_MAX: usize = 4;
 pub const IMPORT_POLICIES_MAX: usize = 10_000;
 /// Feedstocks × resources in one admin-requests file.
 pub const ADMIN_REQUEST_PAIRS_MAX: usize = 1_000;
+
+/// A `runs-on` label longer than this many bytes is malformed (DESIGN section 13): no runner
+/// label is that long, and the bound keeps hostile job facts cheap to read.
+pub const LABEL_BYTES_MAX: usize = 256;
+/// A job with more `runs-on` labels than this is malformed (GitHub jobs carry a handful: the
+/// runner's label, its OS and architecture).
+pub const JOB_LABELS_MAX: usize = 64;
+/// A commit id (`head_sha`, `job.vouched`) is exactly this many lowercase hex digits (SHA-1).
+pub const COMMIT_SHA_HEX_CHARS: usize = 40;
+/// Users vouched for one commit of one project (`job.vouched`); a further vouch is refused
+/// (`too_many_vouches`), so one commit cannot grow the state without bound. A vouch for a
+/// user already vouched for replaces theirs and does not count twice.
+pub const VOUCHES_PER_COMMIT_MAX: usize = 16;
+/// Pages flag an active grant whose last use (or issue, if never used) is at least this many
+/// days ago: idle grants hold scarce runners and pool credits others could use.
+pub const GRANT_IDLE_DAYS_FLAG: u64 = 30;
+/// A job that started under a grant may be billed to it for this many days after the grant
+/// ended (its report comes when it completes: GitHub runs a self-hosted job for at most 5
+/// days; 2 more for delivery retries and a meter's daily batch). Then the grant forgets its
+/// usage ids, so the state does not grow with every report ever made, and takes no more.
+pub const USAGE_LATE_DAYS_MAX: i64 = 7;
+/// [`USAGE_LATE_DAYS_MAX`] in milliseconds, the unit of the clocks it is checked on.
+pub const USAGE_LATE_MS_MAX: i64 = USAGE_LATE_DAYS_MAX * 24 * 60 * 60 * 1000;

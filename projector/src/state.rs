@@ -5,13 +5,17 @@
 //! `im::Vector` spills small vectors into 64-slot chunks, which cost ~5 KiB per request.
 //!
 //! Size: the state grows with live objects (actors, keys, resources, pools, requests, grants,
-//! terms acceptances), not with usage records. A usage report adds its amount to counters
-//! (the grant, the pool, the pool's per-project total, the pool's day) and a 64-bit FNV-1a
-//! hash of its `usage` id to the set of the grant it debited, so a repeated report is
-//! recognised. That set lives only while the grant is active: once the grant ends, reports for
-//! it are rejected anyway (`no_active_grant`), and the set is dropped. (Two different ids
-//! with the same 64-bit hash on one grant would make the second look like a repeat; with
-//! n reports the odds are about n²/2⁶⁵.)
+//! terms acceptances, vouches, unauthorized jobs), not with usage records. A usage report adds
+//! its amount to counters (the grant, the pool, the pool's per-project total, the pool's day)
+//! and a 64-bit FNV-1a hash of its `usage` id to the set of the grant it debited, so a
+//! repeated report is recognised. The set outlives the grant by
+//! [`USAGE_LATE_DAYS_MAX`](crate::limits::USAGE_LATE_DAYS_MAX) days: a job that started while
+//! the grant was active is billed to it even when it completes after the grant ended (a
+//! webhook comes at completion), so a repeat must still be recognised then. After that the
+//! set is dropped (by the first record logged from then on) and the grant takes no more
+//! reports (`no_active_grant`). (Two different ids with the same 64-bit hash on one grant
+//! would make the second look like a repeat; with n reports the odds are about n²/2⁶⁵.)
+//! `usage.unauthorized` records are kept whole: they are public facts the pages list.
 
 use std::sync::Arc;
 
@@ -21,7 +25,7 @@ use ledger::statement::Statement;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, EventData};
-use crate::GrantStatus;
+use crate::{GrantStatus, UnauthorizedJob};
 
 /// The name of the actor holding the automation key (SPEC.md section 2).
 pub const AUTOMATION_ACTOR: &str = "automation";
@@ -212,12 +216,23 @@ pub(crate) struct Grant {
     /// earlier did not run under it.
     pub active_from_ms: i64,
     pub ended_seq: Option<u64>,
+    /// The `received_at_ms` of the record that ended it, if one did.
+    pub ended_at_ms: Option<i64>,
+    /// When its usage first reached `credit_limit` (the record's clock), if it did: it admits
+    /// no job that starts from then on, even before `grant.exhausted` is appended.
+    pub exhausted_at_ms: Option<i64>,
     pub history: Vec<Entry>,
-    /// FNV-1a hashes of the `usage` ids debited, kept only while the grant is active.
+    /// FNV-1a hashes of the `usage` ids debited; kept for late reports until
+    /// [`crate::limits::USAGE_LATE_DAYS_MAX`] days after the grant ended.
     pub usage_ids: OrdSet<u64>,
+    /// The late-report window closed: `usage_ids` were dropped, no report is billed to it.
+    pub usage_closed: bool,
     pub usage_reports: u64,
     pub last_usage_seq: Option<u64>,
     pub last_usage_at_ms: Option<i64>,
+    /// The latest `ended_at` among the usage billed to it (a migrated grant's successor keeps
+    /// its predecessor's): when it was last used.
+    pub last_used_ms: Option<i64>,
 }
 
 impl Grant {
@@ -244,6 +259,25 @@ impl Grant {
         self.status_at(now_ms) == GrantStatus::Active
     }
 
+    /// When it stopped admitting jobs, if it did: the earliest of its expiry, the record that
+    /// ended it and the usage that used up its credits.
+    pub(crate) fn admitted_until_ms(&self) -> Option<i64> {
+        [self.expires_at_ms, self.ended_at_ms, self.exhausted_at_ms].into_iter().flatten().min()
+    }
+
+    /// Whether a job that started at `started_at_ms` ran under this grant: it started while
+    /// the grant was active, not before it began and not once it had ended. A grant that has
+    /// ended since still covers the jobs that started before its end.
+    pub(crate) fn covers_start(&self, started_at_ms: i64) -> bool {
+        started_at_ms >= self.active_from_ms && !matches!(self.admitted_until_ms(), Some(end) if started_at_ms >= end)
+    }
+
+    /// When it was last used, or issued if never used: a migrated grant's successor carries
+    /// the original `grant.issued` entry first in its history, so a migration is not a use.
+    pub(crate) fn idle_since_ms(&self) -> i64 {
+        self.last_used_ms.unwrap_or_else(|| self.history.first().map_or(self.active_from_ms, |e| e.at_ms))
+    }
+
     /// What the grant holds of its pool's deposit.
     pub(crate) fn pool_share(&self) -> u64 {
         match self.status {
@@ -252,6 +286,20 @@ impl Grant {
             _ => self.used,
         }
     }
+}
+
+/// One `job.vouched`: a user who asked the bot for a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Vouch {
+    pub user: String,
+    pub github_id: u64,
+    pub seq: u64,
+}
+
+/// The key of a commit's vouches: `<project>@<head_sha>` (project names hold no `@`). A
+/// string, so the map serialises as a JSON object.
+pub(crate) fn vouch_key(project: &str, head_sha: &str) -> String {
+    format!("{project}@{head_sha}")
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -296,8 +344,16 @@ pub struct State {
     pub(crate) active_grants: OrdSet<String>,
     /// (expires_at_ms, grant) of active grants with an expiry.
     pub(crate) expiry_index: OrdSet<(i64, String)>,
+    /// (when its late-report window closes, grant) of ended grants still taking reports.
+    pub(crate) usage_close_index: OrdSet<(i64, String)>,
     /// Active grants whose usage reached their credit limit.
     pub(crate) exhausted_pending: OrdSet<String>,
+    /// `usage.unauthorized` records by seq (the view lists them newest first).
+    pub(crate) unauthorized: OrdMap<u64, Arc<UnauthorizedJob>>,
+    /// `usage` id → seq of its `usage.unauthorized` record.
+    pub(crate) unauthorized_usage: OrdMap<String, u64>,
+    /// [`vouch_key`] → the users vouched for that commit, oldest first.
+    pub(crate) vouches: OrdMap<String, Arc<Vec<Vouch>>>,
 }
 
 impl State {
@@ -363,6 +419,25 @@ impl State {
             .collect();
         out.sort_by_key(|g| g.issued_seq);
         out
+    }
+
+    /// The grant a job of (project, resource) that started at `started_at_ms` is billed to,
+    /// when the usage is logged at `now_ms`: the oldest grant active now, if the job ran under
+    /// it (the rule before late reports existed, so old logs replay to the same debits);
+    /// otherwise the oldest grant, of any status, the job ran under ([`Grant::covers_start`])
+    /// and that still takes reports (its late-report window is open).
+    pub(crate) fn billable_grant(
+        &self,
+        project: &str,
+        resource: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+    ) -> Option<&Grant> {
+        let active_now = self.active_grants_for(project, resource).into_iter().find(|g| g.is_active_at(now_ms));
+        if let Some(g) = active_now.filter(|g| g.covers_start(started_at_ms)) {
+            return Some(g);
+        }
+        self.grants_for(project, resource).find(|g| !g.usage_closed && g.covers_start(started_at_ms))
     }
 
     pub(crate) fn requests_for(&self, project: &str, resource: &str) -> impl Iterator<Item = &Request> + '_ {

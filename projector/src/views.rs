@@ -12,7 +12,7 @@ use crate::suggest::{nearest, project_name_fix};
 use crate::{
     AccessAnswer, AccessQuery, ActorView, Allocations, ApprovalView, DailyUsage, ExplainStep, Explanation, GrantStatus,
     GrantView, KeyView, PoolUsage, ProjectUsage, RequestView, ResourceAllocations, ResourceView, SponsorUsage,
-    SponsorView, Stats, TimelineEntry, UserEntry,
+    SponsorView, Stats, TimelineEntry, UnauthorizedJob, UserEntry,
 };
 
 fn timeline_entry(e: &Entry) -> TimelineEntry {
@@ -58,6 +58,8 @@ impl State {
             policy: g.policy.clone(),
             issued_seq: g.issued_seq,
             ended_seq: g.ended_seq,
+            last_used_at: g.last_used_ms.map(format_rfc3339_ms),
+            idle_since: format_rfc3339_ms(g.idle_since_ms()),
             history: g.history.iter().map(timeline_entry).collect(),
         }
     }
@@ -103,12 +105,39 @@ impl State {
 
     /// Active grants (as of `now_ms`) grouped by resource, optionally filtered.
     pub fn allocations(&self, resource: Option<&str>, project: Option<&str>, now_ms: i64) -> Allocations {
+        self.allocations_where(resource, project, now_ms, |_| true)
+    }
+
+    /// The active grants of [`State::allocations`] that have been idle for at least
+    /// `unused_days` days at `now_ms`: their last use (the latest `ended_at` billed to them),
+    /// or their issue if never used, is that long ago. Pages flag those idle for
+    /// [`crate::limits::GRANT_IDLE_DAYS_FLAG`] days.
+    pub fn allocations_unused(
+        &self,
+        resource: Option<&str>,
+        project: Option<&str>,
+        unused_days: u64,
+        now_ms: i64,
+    ) -> Allocations {
+        let idle_ms = i64::try_from(unused_days).unwrap_or(i64::MAX).saturating_mul(DAY_MS);
+        let idle_before_ms = now_ms.saturating_sub(idle_ms);
+        self.allocations_where(resource, project, now_ms, |g| g.idle_since_ms() <= idle_before_ms)
+    }
+
+    fn allocations_where(
+        &self,
+        resource: Option<&str>,
+        project: Option<&str>,
+        now_ms: i64,
+        keep: impl Fn(&Grant) -> bool,
+    ) -> Allocations {
         let mut by_resource: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
         for id in self.active_grants.iter() {
             let Some(g) = self.grants.get(id) else { continue };
             if !g.is_active_at(now_ms)
                 || resource.is_some_and(|r| r != g.resource)
                 || project.is_some_and(|p| p != g.project)
+                || !keep(g)
             {
                 continue;
             }
@@ -644,6 +673,17 @@ impl State {
                 }
             })
             .map(|u| UserEntry { github: u.user.clone(), id: u.github_id })
+            .collect()
+    }
+
+    /// Jobs that ran on a gated runner without access (`usage.unauthorized`), newest first,
+    /// optionally filtered by project and resource (exact names). Unbounded: callers cap it.
+    pub fn unauthorized_jobs(&self, project: Option<&str>, resource: Option<&str>) -> Vec<UnauthorizedJob> {
+        self.unauthorized
+            .values()
+            .rev()
+            .filter(|j| project.map_or(true, |p| p == j.project) && resource.map_or(true, |r| r == j.resource))
+            .map(|j| UnauthorizedJob::clone(j))
             .collect()
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use ledger::statement::{format_rfc3339_ms, Statement};
+use projector::runner::{FinishedJob, Metering};
 use projector::{Event, State};
 use proptest::prelude::*;
 use serde_json::json;
@@ -15,17 +16,63 @@ const REVIEWERS: [&str; 3] = ["rev1", "rev2", "rev3"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Request { project: usize, resource: usize, credits: Option<u64>, days: Option<u64>, pr: bool },
-    Approve { reviewer: usize, request: usize, pool: bool, credits: Option<u64> },
-    Deny { request: usize },
-    Withdraw { request: usize },
-    Usage { project: usize, resource: usize, job: u8, amount: u64 },
-    Revoke { grant: usize },
-    Advance { hours: i64 },
-    Terms { user: u8, id: u64, accept: bool },
-    Migrate { from: usize, to: usize },
-    Deposit { amount: u64 },
-    Retire { resource: usize },
+    Request {
+        project: usize,
+        resource: usize,
+        credits: Option<u64>,
+        days: Option<u64>,
+        pr: bool,
+    },
+    Approve {
+        reviewer: usize,
+        request: usize,
+        pool: bool,
+        credits: Option<u64>,
+    },
+    Deny {
+        request: usize,
+    },
+    Withdraw {
+        request: usize,
+    },
+    Usage {
+        project: usize,
+        resource: usize,
+        job: u8,
+        amount: u64,
+    },
+    Revoke {
+        grant: usize,
+    },
+    Advance {
+        hours: i64,
+    },
+    Terms {
+        user: u8,
+        id: u64,
+        accept: bool,
+    },
+    Migrate {
+        from: usize,
+        to: usize,
+    },
+    Deposit {
+        amount: u64,
+    },
+    Retire {
+        resource: usize,
+    },
+    /// A job finished on a runner: metered from its webhook and appended by the automation key.
+    Job {
+        project: usize,
+        resource: usize,
+        started_ago_min: i64,
+        duration_min: i64,
+    },
+    Vouch {
+        project: usize,
+        user: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -44,6 +91,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Migrate { from, to }),
         1 => (1..500u64).prop_map(|amount| Op::Deposit { amount }),
         1 => (0..3usize).prop_map(|resource| Op::Retire { resource }),
+        4 => (0..3usize, 0..3usize, 0..3000i64, 0..120i64)
+            .prop_map(|(project, resource, started_ago_min, duration_min)| Op::Job { project, resource, started_ago_min, duration_min }),
+        1 => (0..3usize, 0..4u8).prop_map(|(project, user)| Op::Vouch { project, user }),
     ]
 }
 
@@ -53,6 +103,7 @@ fn play(ops: &[Op]) -> World {
     w.register("rev3", &["reviewer"]);
     w.ok("admin", "resource.defined", json!({"resource": "blacksmith-gpu", "provider": "blacksmith", "unit": "runner-minutes", "approvals_required": 1, "max_days": 3, "terms": "bs-1"}));
     let mut requests = 0usize;
+    let mut jobs = 0u64;
     for op in ops {
         let _ = match op.clone() {
             Op::Request { project, resource, credits, days, pr } => {
@@ -90,6 +141,37 @@ fn play(ops: &[Op]) -> World {
             Op::Migrate { from, to } => w.try_as("admin", "grants.migrated", json!({"from_resource": RESOURCES[from], "to_resource": RESOURCES[to], "reason": "move"})),
             Op::Deposit { amount } => w.try_as("quansight", "credits.deposited", json!({"pool": "qs-gpu", "sponsor": "quansight", "amount": amount, "unit": "runner-minutes", "resources": ["*"]})),
             Op::Retire { resource } => w.try_as("admin", "resource.retired", json!({"resource": RESOURCES[resource]})),
+            Op::Job { project, resource, started_ago_min, duration_min } => {
+                jobs += 1;
+                let started_ms = w.now_ms - started_ago_min * 60_000;
+                let job = FinishedJob {
+                    repository_id: 7,
+                    owner: "conda-forge".into(),
+                    project: PROJECTS[project].into(),
+                    job_id: jobs,
+                    run_attempt: 1,
+                    labels: vec![format!("{}--{jobs}-linux_64", RESOURCES[resource])],
+                    runner_name: Some("runner".into()),
+                    conclusion: Some("success".into()),
+                    started_at: format_rfc3339_ms(started_ms),
+                    completed_at: format_rfc3339_ms((started_ms + duration_min * 60_000).min(w.now_ms)),
+                    html_url: None,
+                };
+                match w.state.meter("conda-forge", &job) {
+                    // What metering produces, check accepts: whatever happened to the grants.
+                    Metering::Statement(st) => {
+                        let signers = w.signer("automation");
+                        let kind = st.kind.clone();
+                        Ok(w.submit(st, signers).unwrap_or_else(|r| panic!("metered {kind} refused: {r}")))
+                    }
+                    _ => Ok(0),
+                }
+            }
+            Op::Vouch { project, user } => w.try_as(
+                "bot",
+                "job.vouched",
+                json!({"project": PROJECTS[project], "head_sha": "0123456789abcdef0123456789abcdef01234567", "user": format!("user{user}"), "github_id": 1}),
+            ),
         };
         w.automate();
     }

@@ -87,9 +87,19 @@ fn a_migrated_grant_bills_only_jobs_since_the_migration() {
     w.err("meter", "usage.reported", before, "usage_outside_grant");
     let since = w.usage_data_at("j2", "jaxlib-feedstock", "blacksmith-gpu", 5, migrated_at_ms, w.now_ms);
     w.ok("meter", "usage.reported", since);
-    // The old resource has no grant any more, whatever the dates.
-    let old = w.usage_data_at("j3", "jaxlib-feedstock", "gpu", 5, migrated_at_ms - MINUTE_MS, w.now_ms);
+    // The old resource has no grant any more: a job that started there since the migration
+    // did not run under one.
+    let old = w.usage_data_at("j3", "jaxlib-feedstock", "gpu", 5, migrated_at_ms, w.now_ms);
     w.err("meter", "usage.reported", old, "no_active_grant");
+    // A job that started on the old resource before the migration ran under the old grant,
+    // and is billed to it when it reports later (its pool pays); once.
+    let late = w.usage_data_at("j4", "jaxlib-feedstock", "gpu", 5, migrated_at_ms - MINUTE_MS, w.now_ms);
+    w.ok("meter", "usage.reported", late.clone());
+    w.err("meter", "usage.reported", late, "usage_duplicate");
+    let grants = w.state.project_grants("jaxlib-feedstock", w.now_ms);
+    let used: Vec<(&str, u64)> = grants.iter().map(|g| (g.resource.as_str(), g.used)).collect();
+    assert_eq!(used, [("gpu", 5), ("blacksmith-gpu", 5)]);
+    assert_eq!(serialized(&w.replay()), serialized(&w.state));
 }
 
 // ---- user_required ----
