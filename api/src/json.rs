@@ -66,6 +66,38 @@ pub struct RecordPage {
     pub records: Vec<RecordJson>,
 }
 
+/// What `POST /v1/github/webhook` answers (SPEC.md section 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAnswer {
+    /// The `X-GitHub-Delivery` id answered.
+    pub delivery: String,
+    /// `metered`, `unauthorized`, `already_logged`, `duplicate_delivery`, `pong` or `ignored`.
+    pub outcome: String,
+    /// Why a delivery was ignored, for the operator reading GitHub's delivery log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The record the job is logged in, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<LoggedJob>,
+}
+
+/// The record of a metered job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedJob {
+    pub seq: u64,
+    /// The statement id: `gh:<repository id>:<job id>:<run attempt>`.
+    pub id: String,
+    /// `usage.reported` or `usage.unauthorized`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `GET /v1/usage/unauthorized`: jobs that ran on a gated runner without access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnauthorizedJobs {
+    pub jobs: Vec<projector::UnauthorizedJob>,
+}
+
 pub fn hashes_b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(b64::encode).collect()
 }

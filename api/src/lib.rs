@@ -19,6 +19,7 @@ mod cli;
 mod client;
 mod datadir;
 mod fold;
+mod github;
 pub mod json;
 mod limits;
 mod pages;

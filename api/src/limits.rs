@@ -136,6 +136,11 @@ pub(crate) const LOADGEN_REQUEST_TIMEOUT_MS: u64 = CLIENT_TIMEOUT_MS;
 pub(crate) const LOADGEN_RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Largest response body the measuring connection reads (receipts and proofs are a few KB).
 pub(crate) const LOADGEN_RESPONSE_BODY_BYTES_MAX: usize = 1 << 20;
+/// Webhook deliveries one run may pre-sign: each is held in memory, and a GitHub-sized
+/// payload is about 7 KB.
+pub(crate) const LOADGEN_DELIVERIES_MAX: u64 = 500_000;
+/// Bytes of an unexpected answer quoted when a run stops before its clock starts.
+pub(crate) const LOADGEN_ANSWER_QUOTE_BYTES_MAX: usize = 512;
 
 /// `max`, or the positive value of the environment variable `name` if it is lower: tests
 /// shrink limits this way, nothing can raise them.
@@ -145,3 +150,24 @@ pub(crate) fn lowered_by_env(name: &str, max: u64) -> u64 {
         _ => max,
     }
 }
+
+// The GitHub runner layer (SPEC.md section 13).
+
+/// A webhook delivery's body is at most this many bytes (GitHub caps payloads at 25 MB, but a
+/// `workflow_job` payload is a few KB; section 13 sets 1 MiB).
+pub(crate) const GITHUB_WEBHOOK_BODY_BYTES_MAX: usize = 1 << 20;
+/// A delivery id (`X-GitHub-Delivery`, a GUID) is 1 to this many bytes.
+pub(crate) const GITHUB_DELIVERY_ID_BYTES_MAX: usize = ledger::limits::SEEN_KEY_BYTES_MAX;
+/// Delivery ids are remembered for at least this long (GitHub redelivers by hand for 30 days)...
+pub(crate) const GITHUB_DELIVERY_RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+/// ...or at least this many of the newest, whichever bound is reached first.
+pub(crate) const GITHUB_DELIVERIES_KEPT_MAX: u64 = 1_000_000;
+/// How many times a delivery is metered again when the state changed between its metering
+/// and the sequencer's check (a grant revoked in between, say).
+pub(crate) const GITHUB_METERING_ATTEMPTS_MAX: usize = 3;
+/// A job gate question is at most this many bytes.
+pub(crate) const JOB_GATE_BODY_BYTES_MAX: usize = 64 * 1024;
+/// `GET /v1/usage/unauthorized` lists at most this many jobs (newest first).
+pub(crate) const UNAUTHORIZED_JOBS_PAGE_MAX: usize = 1000;
+/// The pages show at most this many of the newest jobs that ran without access.
+pub(crate) const PAGE_UNAUTHORIZED_JOBS_MAX: usize = 50;

@@ -34,7 +34,7 @@ pub enum SnapshotError {
 /// Store meta key of the projection snapshot.
 pub const STATE_SNAPSHOT_META_KEY: &str = "projection-snapshot";
 /// Bumped when [`State`]'s serialised form changes; an older snapshot is ignored.
-pub(crate) const STATE_SNAPSHOT_FORMAT: u32 = 2;
+pub(crate) const STATE_SNAPSHOT_FORMAT: u32 = 3;
 
 #[derive(Serialize)]
 struct StoredRef<'a> {

@@ -2,6 +2,8 @@
 //! port over a temp data directory, run CLI commands against it, sign envelopes.
 #![allow(dead_code)]
 
+pub(crate) mod github;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -9,6 +9,7 @@ use ledger::statement::is_valid_actor_name;
 
 use super::error::{CliError, CliResult};
 use crate::datadir::{self, DataDir, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_ORIGIN};
+use crate::github::{GitHub, GitHubFlags};
 use crate::limits::{QUEUE_DEPTH_ENV, SEQUENCER_QUEUE_DEPTH_MAX};
 use crate::server::{self, ServeConfig};
 
@@ -53,6 +54,16 @@ pub(crate) struct ServeArgs {
     /// Depth of the write queue (tests lower it to exercise 503).
     #[arg(long, env = QUEUE_DEPTH_ENV, default_value_t = SEQUENCER_QUEUE_DEPTH_MAX, hide = true)]
     pub queue_depth: usize,
+    /// GitHub organisation whose repositories are the ledger's projects: turns on the webhook
+    /// (POST /v1/github/webhook) and the job gate (POST /v1/access/job).
+    #[arg(long, value_name = "ORG", requires = "github_webhook_secret")]
+    pub github_org: Option<String>,
+    /// File (mode 0600) holding the webhook secret set on GitHub's webhook.
+    #[arg(long, value_name = "FILE", requires = "github_org")]
+    pub github_webhook_secret: Option<PathBuf>,
+    /// File (mode 0600) holding the previous webhook secret, still accepted while rotating.
+    #[arg(long, value_name = "FILE", requires = "github_webhook_secret")]
+    pub github_webhook_secret_previous: Option<PathBuf>,
 }
 
 /// Generate a key pair for an actor.
@@ -103,8 +114,17 @@ pub(super) fn serve(a: ServeArgs) -> CliResult {
             dir
         }
     };
+    // Read before the data directory is opened: a bad secret file stops start-up at once.
+    let github = match (a.github_org, a.github_webhook_secret) {
+        (Some(org), Some(secret)) => {
+            let flags = GitHubFlags { org, secret, secret_previous: a.github_webhook_secret_previous };
+            Some(GitHub::load(&flags).map_err(|e| CliError::new(e.to_string()))?)
+        }
+        _ => None,
+    };
     let opened = datadir::open(&dir)?;
-    let config = ServeConfig { data: dir, addr: a.addr, queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX) };
+    let config =
+        ServeConfig { data: dir, addr: a.addr, queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX), github };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

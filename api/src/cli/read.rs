@@ -81,7 +81,12 @@ pub(crate) struct CheckArgs {
     /// The project (repository name, lowercase, without owner), e.g. pytorch-cpu-feedstock.
     pub project: String,
     /// The resource (runner label), e.g. cirun-openstack-gpu-large.
-    pub resource: String,
+    #[arg(required_unless_present = "label", conflicts_with = "label")]
+    pub resource: Option<String>,
+    /// A job's runs-on label instead of the resource, read by the runner layer's label rule
+    /// (case ignored, cut at `--` and `;`), e.g. cirun-openstack-gpu-large--123-linux_64.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
     /// The job runs for a pull request.
     #[arg(long)]
     pub pull_request: bool,
@@ -98,9 +103,14 @@ pub(crate) struct CheckArgs {
 
 pub(super) fn check(a: CheckArgs) -> CliResult {
     let client = a.server.client()?;
+    let resource = match (&a.resource, &a.label) {
+        (Some(resource), _) => resource.clone(),
+        (None, Some(label)) => resource_of_label(&client, label)?,
+        (None, None) => return Err(CliError::new("give a RESOURCE or --label LABEL")),
+    };
     let mut query = vec![
         ("project", a.project.clone()),
-        ("resource", a.resource.clone()),
+        ("resource", resource.clone()),
         ("pull_request", a.pull_request.to_string()),
     ];
     if let Some(u) = &a.user {
@@ -121,7 +131,7 @@ pub(super) fn check(a: CheckArgs) -> CliResult {
             // what the job's user must bring.
             let answer: AccessAnswer = client.get_json("/v1/access/check", &query)?;
             let resources: ResourceList = client.get_json("/v1/resources", &[])?;
-            let terms = resources.resources.iter().find(|r| r.resource == a.resource).and_then(|r| r.terms.clone());
+            let terms = resources.resources.iter().find(|r| r.resource == resource).and_then(|r| r.terms.clone());
             if let Some(hint) = user_hint(answer.grant.as_ref(), terms.as_deref(), needs_user) {
                 println!("{hint}");
             }
@@ -131,6 +141,29 @@ pub(super) fn check(a: CheckArgs) -> CliResult {
         Ok(())
     } else {
         Err(CliError::with_code(String::new(), EXIT_DENIED))
+    }
+}
+
+/// The resource a runs-on label names, by the runner layer's label rule (SPEC.md section 13).
+fn resource_of_label(client: &crate::client::Client, label: &str) -> Result<String, CliError> {
+    let base = projector::runner::label_base(label).ok_or_else(|| {
+        CliError::new(format!(
+            "label {label:?} is malformed: labels are at most {} bytes, without whitespace or control characters",
+            projector::limits::LABEL_BYTES_MAX
+        ))
+    })?;
+    let resources: ResourceList = client.get_json("/v1/resources", &[])?;
+    match resources.resources.iter().find(|r| r.resource == base) {
+        Some(r) => {
+            println!("label {label:?} names resource {:?}", r.resource);
+            Ok(r.resource.clone())
+        }
+        None => Err(CliError::with_code(
+            format!(
+                "denied: label {label:?} (read as {base:?}) names no resource, so no job with it is gated: no_resource"
+            ),
+            EXIT_DENIED,
+        )),
     }
 }
 

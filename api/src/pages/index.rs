@@ -6,7 +6,10 @@ use maud::{html, Markup};
 use projector::{GrantStatus, GrantView, ResourceView, State};
 
 use super::layout::{credits, expiry, fmt_num, page, pager, plural, project_link, yes_no, ApiLink, Nav};
-use super::{url_encode, LogFacts, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX};
+use super::runner::{last_used, unauthorized_section};
+use super::{
+    url_encode, LogFacts, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX, PAGE_UNAUTHORIZED_JOBS_MAX,
+};
 
 /// `/` (all resources, the first grants of each) or, with `resource`, that resource's
 /// grants in pages of [`INDEX_PROJECTS_PAGE_MAX`]. `None` when `resource` is unknown.
@@ -39,6 +42,7 @@ pub fn index(state: &State, facts: &LogFacts, resource: Option<&str>, page_numbe
             },
         ),
         ("resources", "/v1/resources".to_string()),
+        ("jobs without access", "/v1/usage/unauthorized".to_string()),
         ("log", "/v1/log".to_string()),
     ];
     api.push(("checkpoint (text)", "/v1/checkpoint".to_string()));
@@ -71,6 +75,7 @@ pub fn index(state: &State, facts: &LogFacts, resource: Option<&str>, page_numbe
             p { "No resources are defined yet." }
         }
         @if resource.is_none() {
+            (unauthorized_section(&state.unauthorized_jobs(None, None), PAGE_UNAUTHORIZED_JOBS_MAX, "/v1/usage/unauthorized"))
             h2 #sponsors { "Sponsors" }
             @if sponsors.is_empty() {
                 p { "No sponsors are registered yet." }
@@ -151,6 +156,7 @@ fn resource_section(
                                 th scope="col" { "Expires" }
                                 th scope="col" { "Credits used / limit" }
                                 th scope="col" { "Pool" }
+                                th scope="col" { "Last used" }
                                 th scope="col" { "Grant" }
                             }
                         }
@@ -162,6 +168,7 @@ fn resource_section(
                                     td { (expiry(g.expires_at.as_deref(), facts.now_ms)) }
                                     td { (credits(g.used, g.credit_limit, &r.unit)) }
                                     td { @if let Some(p) = &g.pool { (p) } @else { span.muted { "none" } } }
+                                    td { (last_used(g, facts.now_ms)) }
                                     td { code { (g.grant) } br; a href=(format!("/v1/events/{}", g.issued_seq)) { "record " (g.issued_seq) } }
                                 }
                             }

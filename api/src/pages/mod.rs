@@ -7,9 +7,9 @@
 //!
 //! | page | function | JSON behind it |
 //! |---|---|---|
-//! | `/` | [`index`] | `/v1/allocations`, `/v1/log`, `/v1/checkpoint` |
+//! | `/` | [`index`] | `/v1/allocations`, `/v1/usage/unauthorized`, `/v1/log`, `/v1/checkpoint` |
 //! | `/requests` | [`requests`] | `/v1/requests` |
-//! | `/projects/{project}` | [`project`] | `/v1/allocations?project=` |
+//! | `/projects/{project}` | [`project`] | `/v1/allocations?project=`, `/v1/usage/unauthorized?project=` |
 //! | `/sponsors/{sponsor}` | [`sponsor`] | `/v1/sponsors/{sponsor}/usage` |
 //! | `/events` | [`events`] | `/v1/events?from=&limit=` |
 
@@ -19,13 +19,15 @@ mod index;
 mod layout;
 mod project;
 mod requests;
+mod runner;
 mod sponsor;
 #[cfg(test)]
 mod tests;
 
 use crate::limits::{
     CHART_DAYS, EVENTS_PAGE_RECORDS, EVENT_SUMMARY_CHARS_MAX, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX,
-    PAGE_NUMBER_MAX, PROJECT_HISTORY_MAX, REQUESTS_CLOSED_PAGE_MAX, REQUESTS_PENDING_MAX, SPONSOR_PROJECTS_MAX,
+    PAGE_NUMBER_MAX, PAGE_UNAUTHORIZED_JOBS_MAX, PROJECT_HISTORY_MAX, REQUESTS_CLOSED_PAGE_MAX, REQUESTS_PENDING_MAX,
+    SPONSOR_PROJECTS_MAX,
 };
 
 pub(crate) use events::{events, events_window};

@@ -6,7 +6,8 @@ use projector::data::is_valid_project_name;
 use projector::State;
 
 use super::layout::{credits, expiry, fmt_num, grant_status, page, plural, record_links, time_tag, yes_no, Nav};
-use super::{url_encode, LogFacts, PROJECT_HISTORY_MAX};
+use super::runner::{last_used, unauthorized_section};
+use super::{url_encode, LogFacts, PAGE_UNAUTHORIZED_JOBS_MAX, PROJECT_HISTORY_MAX};
 
 /// `None` when the log has never mentioned the project (the caller answers 404).
 pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String> {
@@ -15,7 +16,8 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
     }
     let grants = state.project_grants(project, facts.now_ms);
     let history = state.project_history(project);
-    if grants.is_empty() && history.is_empty() {
+    let unauthorized = state.unauthorized_jobs(Some(project), None);
+    if grants.is_empty() && history.is_empty() && unauthorized.is_empty() {
         return None;
     }
     let pending: Vec<_> = state.requests(Some("pending")).into_iter().filter(|r| r.project == project).collect();
@@ -25,6 +27,7 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
     let api = [
         ("active grants", format!("/v1/allocations?project={}", url_encode(project))),
         ("requests", "/v1/requests".to_string()),
+        ("jobs without access", format!("/v1/usage/unauthorized?project={}", url_encode(project))),
     ];
     let body = html! {
         h1 { "Project " code { (project) } }
@@ -46,6 +49,7 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
                             th scope="col" { "Expires" }
                             th scope="col" { "Credits used / limit" }
                             th scope="col" { "Pool" }
+                            th scope="col" { "Last used" }
                             th scope="col" { "Issued" }
                         }
                     }
@@ -59,6 +63,7 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
                                 td { (expiry(g.expires_at.as_deref(), facts.now_ms)) }
                                 td { (credits(g.used, g.credit_limit, units.get(&g.resource).map_or("", String::as_str))) }
                                 td { @if let Some(p) = &g.pool { (p) } @else { span.muted { "none" } } }
+                                td { (last_used(g, facts.now_ms)) }
                                 td { (record_links(g.issued_seq)) }
                             }
                         }
@@ -78,6 +83,13 @@ pub fn project(state: &State, facts: &LogFacts, project: &str) -> Option<String>
                     }
                 }
             }
+        }
+        @if !unauthorized.is_empty() {
+            (unauthorized_section(
+                &unauthorized,
+                PAGE_UNAUTHORIZED_JOBS_MAX,
+                &format!("/v1/usage/unauthorized?project={}", url_encode(project)),
+            ))
         }
         h2 #history { "History" }
         @if skipped > 0 {

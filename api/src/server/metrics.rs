@@ -59,6 +59,8 @@ pub(crate) struct Metrics {
     pub queue_depth: AtomicI64,
     pub sse_subscribers: AtomicI64,
     rejections: Mutex<BTreeMap<String, u64>>,
+    /// GitHub webhook deliveries by outcome (SPEC.md section 13).
+    github_deliveries: [AtomicU64; DeliveryOutcome::ALL.len()],
     batch_entries: Histogram,
     append_latency_us: Histogram,
 }
@@ -74,13 +76,61 @@ impl Default for Metrics {
             queue_depth: AtomicI64::new(0),
             sse_subscribers: AtomicI64::new(0),
             rejections: Mutex::new(BTreeMap::new()),
+            github_deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             batch_entries: Histogram::new(&BATCH_BUCKETS),
             append_latency_us: Histogram::new(&LATENCY_BUCKETS_US),
         }
     }
 }
 
+/// What became of a GitHub webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryOutcome {
+    Metered,
+    Unauthorized,
+    AlreadyLogged,
+    DuplicateDelivery,
+    Pong,
+    Ignored,
+    BadSignature,
+    Malformed,
+    Unavailable,
+}
+
+impl DeliveryOutcome {
+    pub(crate) const ALL: [DeliveryOutcome; 9] = [
+        DeliveryOutcome::Metered,
+        DeliveryOutcome::Unauthorized,
+        DeliveryOutcome::AlreadyLogged,
+        DeliveryOutcome::DuplicateDelivery,
+        DeliveryOutcome::Pong,
+        DeliveryOutcome::Ignored,
+        DeliveryOutcome::BadSignature,
+        DeliveryOutcome::Malformed,
+        DeliveryOutcome::Unavailable,
+    ];
+
+    /// The stable name clients and `/metrics` see.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Metered => "metered",
+            DeliveryOutcome::Unauthorized => "unauthorized",
+            DeliveryOutcome::AlreadyLogged => "already_logged",
+            DeliveryOutcome::DuplicateDelivery => "duplicate_delivery",
+            DeliveryOutcome::Pong => "pong",
+            DeliveryOutcome::Ignored => "ignored",
+            DeliveryOutcome::BadSignature => "bad_signature",
+            DeliveryOutcome::Malformed => "malformed",
+            DeliveryOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl Metrics {
+    pub(crate) fn delivery(&self, outcome: DeliveryOutcome) {
+        self.github_deliveries[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn reject(&self, code: &str) {
         if let Ok(mut map) = self.rejections.lock() {
             *map.entry(code.to_string()).or_default() += 1;
@@ -131,6 +181,12 @@ impl Metrics {
             for (code, n) in map.iter() {
                 let _ = writeln!(out, "grantline_rejections_total{{code=\"{}\"}} {n}", escape_label(code));
             }
+        }
+        let _ = writeln!(out, "# HELP grantline_github_deliveries_total GitHub webhook deliveries by outcome.");
+        let _ = writeln!(out, "# TYPE grantline_github_deliveries_total counter");
+        for outcome in DeliveryOutcome::ALL {
+            let n = load(&self.github_deliveries[outcome as usize]);
+            let _ = writeln!(out, "grantline_github_deliveries_total{{outcome=\"{}\"}} {n}", outcome.as_str());
         }
         let _ = writeln!(out, "# HELP grantline_batch_entries Entries per group commit.");
         let _ = writeln!(out, "# TYPE grantline_batch_entries histogram");

@@ -31,15 +31,21 @@ use tokio::sync::{broadcast, watch, Semaphore};
 use tower::ServiceBuilder;
 
 use crate::datadir::{DataDir, Opened};
+use crate::github::GitHub;
 use crate::limits::{
-    lowered_by_env, CONNECTIONS_MAX, CONNECTIONS_MAX_ENV, HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS,
-    REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS, SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
+    lowered_by_env, CONNECTIONS_MAX, CONNECTIONS_MAX_ENV, GITHUB_DELIVERIES_KEPT_MAX, GITHUB_DELIVERY_RETENTION_MS,
+    HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS, REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS,
+    SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
 };
 use crate::problem::Problem;
 use identity::Identities;
+use ledger::seen::{Retention, SeenSet};
 use metrics::Metrics;
 use sequencer::{LiveBatch, Queue};
 use snapshot::Snapshot;
+
+/// The seen set of GitHub delivery ids in the store's database.
+const GITHUB_DELIVERIES_SET: &str = "github-deliveries";
 
 /// What every handler shares.
 pub(crate) struct App {
@@ -54,6 +60,15 @@ pub(crate) struct App {
     pub sse_slots: Arc<Semaphore>,
     /// Flips to true when the server shuts down (SSE streams end).
     pub shutdown: watch::Receiver<bool>,
+    /// The GitHub runner layer, when `serve --github-org` turned it on.
+    pub github: Option<GitHubLayer>,
+}
+
+/// The GitHub runner layer's configuration and the delivery ids it has seen.
+pub(crate) struct GitHubLayer {
+    pub config: GitHub,
+    /// Delivery ids already answered, persisted beside the log (not part of it).
+    pub deliveries: SeenSet,
 }
 
 pub(crate) type AppState = Arc<App>;
@@ -64,11 +79,12 @@ impl App {
     }
 }
 
-#[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     pub data: DataDir,
     pub addr: SocketAddr,
     pub queue_depth: usize,
+    /// The GitHub runner layer (its secrets already read).
+    pub github: Option<GitHub>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +93,8 @@ pub(crate) enum ServeError {
     DataDir(#[from] crate::datadir::DataDirError),
     #[error(transparent)]
     Start(#[from] sequencer::StartError),
+    #[error("cannot open the GitHub delivery ids: {0}")]
+    Deliveries(ledger::store::StoreError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
     #[error("server error: {0}")]
@@ -92,6 +110,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .merge(routes::stream::routes())
         .merge(routes::ops::routes())
         .merge(routes::pages::routes())
+        .merge(routes::github::routes())
         .fallback(routes::not_found)
         // After the merges: it applies to the routes already added.
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -135,6 +154,16 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         metrics: metrics.clone(),
         live: live.clone(),
     })?;
+    let github = match config.github {
+        Some(github) => {
+            let retention =
+                Retention { count_max: GITHUB_DELIVERIES_KEPT_MAX, age_ms_max: GITHUB_DELIVERY_RETENTION_MS };
+            let deliveries = store.seen_set(GITHUB_DELIVERIES_SET, retention).map_err(ServeError::Deliveries)?;
+            tracing::info!(org = %github.org, deliveries_remembered = deliveries.len(), "GitHub runner layer on");
+            Some(GitHubLayer { config: github, deliveries })
+        }
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         store,
@@ -145,6 +174,7 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         live,
         sse_slots: Arc::new(Semaphore::new(SSE_STREAMS_MAX)),
         shutdown: shutdown_rx.clone(),
+        github,
     });
     let snapshot = app.snapshot();
     tracing::info!(
@@ -155,6 +185,9 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         "log opened"
     );
 
+    // Registered before the "listening" line: a SIGTERM right after it must stop the server
+    // cleanly, not kill it by the default action.
+    let signals = ShutdownSignals::register();
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| ServeError::Bind { addr: config.addr, reason: e.to_string() })?;
@@ -171,7 +204,7 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
     let connections = connections::ConnectionCap::new(app_router, connections_max);
     let header_read_timeout = Duration::from_millis(lowered_by_env(HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS));
     let server = listen::serve(listener, connections, header_read_timeout, async move {
-        shutdown_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
@@ -192,23 +225,41 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
     result
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C, listened for from the moment they are registered.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            ShutdownSignals { terminate }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    async fn wait(self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match self.terminate {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate => {},
+        }
     }
 }

@@ -2,11 +2,10 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures::StreamExt;
 use ledger::b64;
 use ledger::dsse::{Envelope, EnvelopeError, SignatureFailure, ENVELOPE_BYTES_MAX};
 use ledger::record::{Record, LEAF_BYTES_MAX, LEAF_HEADER_BYTES};
@@ -19,7 +18,7 @@ use super::store_error;
 use crate::json::{hashes_b64, InclusionProof, Receipt, RecordJson, RecordPage};
 use crate::limits::{BODY_BYTES_MAX, EVENTS_PAGE_RECORDS_DEFAULT, EVENTS_PAGE_RECORDS_MAX};
 use crate::problem::Problem;
-use crate::server::extract::{P, Q};
+use crate::server::extract::{body_bytes, BodyError, P, Q};
 use crate::server::sequencer::{Outcome, QueueError, Refusal, Source, Submission, Unavailable};
 use crate::server::snapshot::Snapshot;
 use crate::server::AppState;
@@ -62,22 +61,10 @@ fn malformed_statement(e: StatementError) -> Problem {
 
 /// Reads the body, refusing more than BODY_BYTES_MAX bytes with a problem (not axum's text).
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Problem> {
-    let refuse = || too_large(format!("the body is larger than {BODY_BYTES_MAX} bytes"));
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_BYTES_MAX as u64) {
-        return Err(refuse());
-    }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(BODY_BYTES_MAX as u64) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Problem::bad_request("body_unreadable", e.to_string()))?;
-        if buf.len() + chunk.len() > BODY_BYTES_MAX {
-            return Err(refuse());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
+    body_bytes(headers, body, BODY_BYTES_MAX).await.map_err(|e| match e {
+        BodyError::TooLarge => too_large(format!("the body is larger than {BODY_BYTES_MAX} bytes")),
+        BodyError::Unreadable(why) => Problem::bad_request("body_unreadable", why),
+    })
 }
 
 async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -107,13 +94,7 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     if canonical.len() + LEAF_HEADER_BYTES > LEAF_BYTES_MAX {
         return Err(too_large(format!("the record would exceed {LEAF_BYTES_MAX} bytes")));
     }
-    let (tx, rx) = oneshot::channel();
-    let submission = Submission { statement, canonical, signers, source: Source::Client(tx) };
-    app.queue.try_send(submission).map_err(|e| match e {
-        QueueError::Full => Problem::overloaded("the write queue is full; retry later"),
-        QueueError::Closed => Problem::overloaded("the server is shutting down; retry later"),
-    })?;
-    let outcome = rx.await.map_err(|_| Problem::overloaded("the server is shutting down; retry later"))?;
+    let outcome = sequence(app, |tx| Submission { statement, canonical, signers, source: Source::Client(tx) }).await?;
     match outcome {
         Outcome::Appended { record, snapshot } => {
             Ok((StatusCode::CREATED, Json(receipt(app, &id, &record, &snapshot)?)).into_response())
@@ -125,8 +106,21 @@ async fn submit_inner(app: &AppState, headers: &HeaderMap, body: Body) -> Result
     }
 }
 
+/// Hands a submission to the sequencer and waits for its outcome.
+pub(super) async fn sequence(
+    app: &AppState,
+    submission: impl FnOnce(oneshot::Sender<Outcome>) -> Submission,
+) -> Result<Outcome, Problem> {
+    let (tx, rx) = oneshot::channel();
+    app.queue.try_send(submission(tx)).map_err(|e| match e {
+        QueueError::Full => Problem::overloaded("the write queue is full; retry later"),
+        QueueError::Closed => Problem::overloaded("the server is shutting down; retry later"),
+    })?;
+    rx.await.map_err(|_| Problem::overloaded("the server is shutting down; retry later"))
+}
+
 /// The sequencer's refusal as the client sees it.
-fn refusal_problem(refusal: Refusal) -> Problem {
+pub(super) fn refusal_problem(refusal: Refusal) -> Problem {
     match refusal {
         Refusal::Rejected(rejection) => Problem::from_rejection(&rejection),
         Refusal::KeyInactive { keyid } => Problem::unauthorized("key_inactive", format!("key {keyid} is not active")),

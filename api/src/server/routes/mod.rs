@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area. Each exposes `routes() -> Router<AppState>`.
 
 pub(super) mod events;
+pub(super) mod github;
 pub(super) mod ops;
 pub(super) mod pages;
 pub(super) mod proofs;

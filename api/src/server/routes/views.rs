@@ -36,11 +36,17 @@ pub(crate) fn routes() -> Router<AppState> {
 struct AllocationParams {
     resource: Option<String>,
     project: Option<String>,
+    /// Only grants unused for at least this many days (last use, or issue if never used).
+    unused_days: Option<u64>,
 }
 
 async fn allocations(State(app): State<AppState>, Q(p): Q<AllocationParams>) -> Json<projector::Allocations> {
     let s = app.snapshot();
-    Json(s.state.allocations(p.resource.as_deref(), p.project.as_deref(), crate::now_ms()))
+    let (resource, project, now_ms) = (p.resource.as_deref(), p.project.as_deref(), crate::now_ms());
+    Json(match p.unused_days {
+        Some(days) => s.state.allocations_unused(resource, project, days, now_ms),
+        None => s.state.allocations(resource, project, now_ms),
+    })
 }
 
 async fn access_check(State(app): State<AppState>, Q(q): Q<AccessQuery>) -> Json<projector::AccessAnswer> {
