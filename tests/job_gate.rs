@@ -344,6 +344,29 @@ fn a_bot_passes_only_through_a_vouch_for_its_commit() {
 }
 
 #[test]
+fn check_reads_a_label_by_the_same_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _cast) = setup(tmp.path());
+    let check = |project: &str, label: &str| s.cli(&["check", project, "--label", label]);
+    let out = check(PROJECT, "Cirun-OpenStack-GPU-Large--2202229078-linux_64_cuda");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("names resource \"{RESOURCE}\"")), "{said}");
+    assert!(said.contains(&format!("allowed: {PROJECT} may use {RESOURCE}")), "{said}");
+    // The gate and the CLI agree on a denial.
+    let out = check("revoked-feedstock", GPU_LABEL);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("grant_revoked"));
+    // A look-alike names nothing; a label with whitespace is malformed.
+    let out = check(PROJECT, "cirun-openstack-gpu-largex");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && said.contains("names no resource"), "{said}");
+    let out = check(PROJECT, "cirun-openstack-gpu-large extra");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && said.contains("malformed"), "{said}");
+}
+
+#[test]
 fn malformed_questions_are_400() {
     let tmp = tempfile::tempdir().unwrap();
     let (s, _cast) = setup(tmp.path());

@@ -185,6 +185,12 @@ pub enum Metering {
     },
 }
 
+/// Whether a label's [`label_base`] names `resource`: equal without ASCII case (GitHub
+/// routes a job to a runner whatever the case of its label).
+pub fn names_resource(base: &str, resource: &str) -> bool {
+    base.eq_ignore_ascii_case(resource)
+}
+
 impl State {
     /// Which resource `labels` name: each label's [`label_base`] names a resource when it
     /// equals a defined resource's name (retired ones included: the access check then says
@@ -206,7 +212,7 @@ impl State {
             if base.is_empty() {
                 continue;
             }
-            named.extend(self.resources.keys().filter(|r| r.eq_ignore_ascii_case(&base)).cloned());
+            named.extend(self.resources.keys().filter(|r| names_resource(&base, r)).cloned());
         }
         let mut named: Vec<String> = named.into_iter().collect();
         match named.len() {

@@ -153,7 +153,7 @@ fn resource_of_label(client: &crate::client::Client, label: &str) -> Result<Stri
         ))
     })?;
     let resources: ResourceList = client.get_json("/v1/resources", &[])?;
-    match resources.resources.iter().find(|r| r.resource == base) {
+    match resources.resources.iter().find(|r| projector::runner::names_resource(&base, &r.resource)) {
         Some(r) => {
             println!("label {label:?} names resource {:?}", r.resource);
             Ok(r.resource.clone())

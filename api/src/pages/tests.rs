@@ -490,3 +490,44 @@ fn index_summarises_a_crowded_resource_and_pages_the_rest() {
     assert!(html.contains("0 / 10 runner-minutes"));
     assert!(!html.contains("Next page"));
 }
+
+#[test]
+fn grants_nobody_uses_are_flagged_after_30_days() {
+    let mut l = walkthrough();
+    let flag = "title=\"A grant nobody uses may be revoked";
+    let html = index(l.fold.state(), &l.facts(), None, 1).unwrap();
+    // Used today: its last use is shown, and it is not flagged.
+    assert!(html.contains("<time datetime=\"2026-03-01T10:42:00Z\">2026-03-01 10:42</time>"), "{html}");
+    assert!(!html.contains(flag));
+    l.now_ms += 29 * projector::data::DAY_MS;
+    let html = index(l.fold.state(), &l.facts(), None, 1).unwrap();
+    assert!(!html.contains(flag), "{html}");
+    l.now_ms += 2 * projector::data::DAY_MS;
+    let html = index(l.fold.state(), &l.facts(), None, 1).unwrap();
+    assert!(html.contains(flag) && html.contains("unused 31 days"), "{html}");
+    assert!(project(l.fold.state(), &l.facts(), PROJECT).unwrap().contains("unused 31 days"));
+}
+
+#[test]
+fn jobs_that_ran_without_access_are_listed_and_their_links_escaped() {
+    let mut l = walkthrough();
+    let html = index(l.fold.state(), &l.facts(), None, 1).unwrap();
+    assert!(html.contains("Jobs that ran without access") && html.contains("No job has run on a gated runner"));
+    l.ok(
+        "automation",
+        "usage.unauthorized",
+        json!({"usage": "gh:1:2:1", "project": "evil-feedstock", "resource": RESOURCE,
+            "started_at": "2026-03-01T10:00:00Z", "ended_at": "2026-03-01T10:05:00Z",
+            "reason": "awaiting_approvals (1 of 2)", "run_url": "javascript:alert(4)"}),
+    );
+    let f = l.facts();
+    for html in [index(l.fold.state(), &f, None, 1).unwrap(), project(l.fold.state(), &f, "evil-feedstock").unwrap()] {
+        let section = &html[html.find("Jobs that ran without access").unwrap()..];
+        assert!(section.contains("evil-feedstock") && section.contains("awaiting_approvals (1 of 2)"), "{section}");
+        assert!(section.contains("/v1/usage/unauthorized"));
+        // Only http(s) links become links.
+        assert!(!html.contains("href=\"javascript:alert(4)"));
+    }
+    // A project without such jobs shows no such section.
+    assert!(!project(l.fold.state(), &f, PROJECT).unwrap().contains("Jobs that ran without access"));
+}
