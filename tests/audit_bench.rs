@@ -164,7 +164,7 @@ fn verify_a_100k_event_log() {
     let note = std::fs::read_to_string(&checkpoint).unwrap();
     let cp = api::testing::SignedCheckpoint::open(&note, &key).unwrap();
     let job = api::testing::VerifyJob { log_key: &key, checkpoint: &cp, state_path: None, progress: false };
-    let mut source = api::testing::DataDirSource::open(&data).unwrap();
+    let mut source = api::testing::DataDirSource::open(&data, None).unwrap();
     let (report, replayed) = api::testing::verify(&mut source, &job).unwrap();
     drop((source, replayed));
     println!("log built in {built_s:.1} s");

@@ -3,10 +3,12 @@
 //! and `open` (store, keys and the replayed state).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ledger::dsse::Envelope;
 use ledger::keys::{KeyError, SigningKey, VerifierKey};
 use ledger::limits::ACTOR_NAME_BYTES_MAX;
+use ledger::pg::PgLog;
 use ledger::statement::{format_rfc3339_ms, is_valid_actor_name, Statement};
 use ledger::store::{AppendOutcome, Entry, Store, StoreError};
 
@@ -93,11 +95,20 @@ fn io_err(path: &Path, source: std::io::Error) -> DataDirError {
 #[derive(Debug, Clone)]
 pub struct DataDir {
     pub root: PathBuf,
+    /// The PostgreSQL URL of the log of record (`--db`), if the log lives there; `db/` is
+    /// then this node's replica.
+    pub database: Option<String>,
 }
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir { root: root.into(), database: None }
+    }
+
+    /// The same directory with its log in the PostgreSQL database at `url`.
+    pub fn with_database(mut self, url: Option<String>) -> DataDir {
+        self.database = url;
+        self
     }
 
     pub fn db(&self) -> PathBuf {
@@ -182,13 +193,18 @@ pub fn init(dir: &DataDir, origin: &str, admin: &str, admin_key_out: &Path) -> R
         fold::verify_signers(fold.state(), &env, &statement).map_err(|e| DataDirError::Genesis(e.to_string()))?;
     fold.admit(&statement, &signers, now).map_err(|r| DataDirError::Genesis(r.to_string()))?;
 
+    // The database before the keys: one that already holds a ledger stops init here.
+    let pg = dir.database.as_deref().map(PgLog::create).transpose()?.map(Arc::new);
     // Keys first: a crash before the genesis leaves a directory `open` refuses clearly.
     admin_key.write_file(admin_key_out).map_err(|e| io_err(admin_key_out, e))?;
     log_key.write_file(&dir.log_key()).map_err(|e| io_err(&dir.log_key(), e))?;
     automation_key.write_file(&dir.automation_key()).map_err(|e| io_err(&dir.automation_key(), e))?;
     std::fs::write(dir.log_pub(), format!("{}\n", log_key.verifier())).map_err(|e| io_err(&dir.log_pub(), e))?;
 
-    let store = open_store(dir)?;
+    let store = match pg {
+        Some(log) => Store::open_replica(&dir.db(), log).map_err(|e| store_error(dir, e))?,
+        None => open_store(dir)?.0,
+    };
     if store.size() != 0 {
         return Err(DataDirError::AlreadyInitialised(dir.root.display().to_string()));
     }
@@ -226,6 +242,8 @@ fn create_private_dir(path: &Path) -> Result<(), DataDirError> {
 /// An open data directory: the store, the server's keys and the state replayed from the log.
 pub struct Opened {
     pub store: Store,
+    /// The log of record, when it is PostgreSQL (`--db`).
+    pub pg: Option<Arc<PgLog>>,
     /// The fold of every record in the store.
     pub fold: Fold,
     pub log_key: SigningKey,
@@ -234,17 +252,30 @@ pub struct Opened {
     pub replay_warnings: u64,
 }
 
-/// The store of `dir`; a lock held by another process is [`DataDirError::InUse`].
-fn open_store(dir: &DataDir) -> Result<Store, DataDirError> {
-    Store::open(&dir.db()).map_err(|e| match e {
+fn store_error(dir: &DataDir, e: StoreError) -> DataDirError {
+    match e {
         e @ StoreError::Locked { .. } => DataDirError::InUse { dir: dir.root.display().to_string(), source: e },
         other => DataDirError::Store(other),
-    })
+    }
+}
+
+/// The store of `dir`: its sled store, or its replica of the PostgreSQL log of record; a lock
+/// held by another process is [`DataDirError::InUse`].
+pub(crate) fn open_store(dir: &DataDir) -> Result<(Store, Option<Arc<PgLog>>), DataDirError> {
+    match &dir.database {
+        None => Ok((Store::open(&dir.db()).map_err(|e| store_error(dir, e))?, None)),
+        Some(url) => {
+            let log = Arc::new(PgLog::connect(url)?);
+            let store = Store::open_replica(&dir.db(), log.clone()).map_err(|e| store_error(dir, e))?;
+            Ok((store, Some(log)))
+        }
+    }
 }
 
 pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
     let shown = dir.root.display().to_string();
-    if !dir.db().exists() {
+    // A node joining a PostgreSQL ledger brings only its keys; its replica is made here.
+    if !dir.db().exists() && dir.database.is_none() {
         if dir.log_key().exists() {
             return Err(DataDirError::Mismatch(format!(
                 "{shown} has keys but no database (an interrupted init?); remove it and run init again"
@@ -263,7 +294,7 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
     let log_key = SigningKey::read_file(&dir.log_key())?;
     let automation_key = SigningKey::read_file(&dir.automation_key())?;
     let opening = std::time::Instant::now();
-    let store = open_store(dir)?;
+    let (store, pg) = open_store(dir)?;
     // Worth logging: sled replays what was written since it was last opened, so this grows
     // with the previous run's writes (BENCHMARKS.md, restart).
     tracing::info!("opened the store ({} records) in {} ms", store.size(), opening.elapsed().as_millis());
@@ -290,5 +321,5 @@ pub fn open(dir: &DataDir) -> Result<Opened, DataDirError> {
             dir.automation_key().display()
         )));
     }
-    Ok(Opened { store, fold, log_key, automation_key, replay_warnings })
+    Ok(Opened { store, pg, fold, log_key, automation_key, replay_warnings })
 }

@@ -137,8 +137,8 @@ pub(crate) const LOADGEN_RESPONSE_HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Largest response body the measuring connection reads (receipts and proofs are a few KB).
 pub(crate) const LOADGEN_RESPONSE_BODY_BYTES_MAX: usize = 1 << 20;
 /// Webhook deliveries one run may pre-sign: each is held in memory, and a GitHub-sized
-/// payload is about 7 KB.
-pub(crate) const LOADGEN_DELIVERIES_MAX: u64 = 500_000;
+/// payload is about 10 KB (2 GB at most).
+pub(crate) const LOADGEN_DELIVERIES_MAX: u64 = 200_000;
 /// Bytes of an unexpected answer quoted when a run stops before its clock starts.
 pub(crate) const LOADGEN_ANSWER_QUOTE_BYTES_MAX: usize = 512;
 
@@ -171,3 +171,12 @@ pub(crate) const JOB_GATE_BODY_BYTES_MAX: usize = 64 * 1024;
 pub(crate) const UNAUTHORIZED_JOBS_PAGE_MAX: usize = 1000;
 /// The pages show at most this many of the newest jobs that ran without access.
 pub(crate) const PAGE_UNAUTHORIZED_JOBS_MAX: usize = 50;
+
+// A cluster (SPEC.md section 11).
+
+/// A write forwarded from a follower to the leader is at most this large (the largest body a
+/// write route takes: a webhook delivery).
+pub(crate) const FORWARD_BODY_BYTES_MAX: usize = GITHUB_WEBHOOK_BODY_BYTES_MAX;
+/// A forwarded write gives up after this long: a paused leader must not hold a write past its
+/// lease (the client resubmits the identical envelope and gets the same receipt).
+pub(crate) const FORWARD_TIMEOUT_MS: u64 = 4_000;

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod merkle;
 pub mod note;
+pub mod pg;
 pub mod record;
 pub mod seen;
 pub mod statement;

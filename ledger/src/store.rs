@@ -72,6 +72,29 @@ pub enum StoreError {
     /// A seen-set key is empty or longer than [`crate::limits::SEEN_KEY_BYTES_MAX`] bytes (its length).
     #[error("invalid key of {0} bytes: must be 1 to {max} bytes", max = crate::limits::SEEN_KEY_BYTES_MAX)]
     InvalidSeenKey(usize),
+    /// The log of record (PostgreSQL) holds fewer records than this node's replica: the
+    /// database is behind what this node saw (an old backup restored, a failover that lost
+    /// commits). Nothing may be written until an operator looks.
+    #[error("the database holds {upstream} records but this node's replica holds {local}: the database is behind what this node saw (restored from an old backup?); refusing to continue another history")]
+    UpstreamBehind {
+        /// Records in the local replica.
+        local: u64,
+        /// Records in the log of record.
+        upstream: u64,
+    },
+    /// The log of record's record `seq` does not link to this replica's history.
+    #[error("the database's record {seq} is not the one this node's replica holds: another history")]
+    Diverged {
+        /// The first seq that differs.
+        seq: u64,
+    },
+    /// The log of record moved on under this writer (another node committed, or another
+    /// leader took over): nothing of the batch was written.
+    #[error("the log head moved: {0}")]
+    HeadMoved(String),
+    /// The log of record (PostgreSQL) failed or could not be reached.
+    #[error("the database failed: {0}")]
+    Upstream(String),
     /// An earlier append failed after reaching sled, so memory may be ahead of the disk.
     #[error("an earlier write failed; the store must be reopened")]
     Failed,
@@ -101,6 +124,8 @@ const PREFIX_ID: u8 = b'i';
 const PREFIX_TILE: u8 = b'h';
 const PREFIX_META: u8 = b'm';
 const HASH_BYTES: usize = 32;
+/// A replica catches up in pages of this many records (bounded memory however far behind).
+pub const CATCH_UP_RECORDS_MAX: usize = 1024;
 /// Stored hashes of this level and up are also kept in memory: 1/8 of all stored hashes
 /// (4 MB per million records), and a proof's reads from sled stay within levels 0 to 3.
 const UPPER_LEVEL_MIN: u32 = 4;
@@ -375,6 +400,42 @@ struct Inner {
     /// Set when a write failed after reaching sled: the in-memory state may be ahead of
     /// the disk, so no further append is allowed.
     failed: AtomicBool,
+    /// The log of record this store replicates (PostgreSQL), if any: a batch is committed
+    /// there first, and applied here only once that commit succeeded.
+    upstream: Option<Arc<dyn Upstream>>,
+}
+
+/// A batch as the log of record commits it: the new records, their ids, the stored Merkle
+/// hashes they add, and the head before and after.
+pub struct UpstreamBatch<'a> {
+    /// The size the batch extends; the commit fails unless the log of record still has it.
+    pub old_size: u64,
+    /// The chain hash of the last record before the batch (zeros for an empty log).
+    pub old_chain: Hash,
+    /// The records, seq `old_size` on, dense.
+    pub records: &'a [Record],
+    /// (statement id, seq) of each record.
+    pub ids: &'a [(&'a str, u64)],
+    /// Index of the first stored Merkle hash the batch adds (tlog layout).
+    pub first_hash_index: u64,
+    /// The stored Merkle hashes the batch adds, in index order.
+    pub hashes: &'a [Hash],
+    /// The Merkle root after the batch.
+    pub new_root: Hash,
+    /// The chain hash of the batch's last record.
+    pub new_chain: Hash,
+}
+
+/// The log of record of a replica store (the PostgreSQL backend, `crate::pg`): it orders and
+/// keeps the records; the local sled store is a replica that serves the reads.
+pub trait Upstream: Send + Sync {
+    /// Commits `batch` durably, only if the log of record still ends at `old_size` with
+    /// `old_chain` (and this writer still may write): otherwise an error, and nothing written.
+    fn commit(&self, batch: &UpstreamBatch<'_>) -> Result<(), StoreError>;
+    /// Up to `limit` records from `seq` on, as (statement id, leaf bytes), in seq order.
+    fn records_from(&self, seq: u64, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// How many records the log of record holds.
+    fn size(&self) -> Result<u64, StoreError>;
 }
 
 /// One envelope to append.
@@ -412,6 +473,10 @@ pub struct Store {
 impl Store {
     /// Opens or creates a store, resuming at the right seq and chain head.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store { inner: Arc::new(Store::open_inner(path, None)?) })
+    }
+
+    fn open_inner(path: &Path, upstream: Option<Arc<dyn Upstream>>) -> Result<Inner, StoreError> {
         let db = open_sled(path)?;
         let tree = db.open_tree(TREE_NAME).map_err(io)?;
         match tree.get(KEY_FORMAT).map_err(io)? {
@@ -472,16 +537,70 @@ impl Store {
             }
         }
 
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                tree,
-                append_lock: Mutex::new(()),
-                size: AtomicU64::new(size),
-                published: RwLock::new(Published { hashes, head }),
-                failed: AtomicBool::new(false),
-            }),
+        Ok(Inner {
+            db,
+            tree,
+            append_lock: Mutex::new(()),
+            size: AtomicU64::new(size),
+            published: RwLock::new(Published { hashes, head }),
+            failed: AtomicBool::new(false),
+            upstream,
         })
+    }
+
+    /// Opens (or creates) the local replica at `path` of the log of record `upstream`, and
+    /// catches up with it. Refuses a replica that holds records the log of record lacks
+    /// (the database is behind this node: a restore from an old backup, a lost failover) or
+    /// whose last record is not the log of record's (another history).
+    pub fn open_replica(path: &Path, upstream: Arc<dyn Upstream>) -> Result<Store, StoreError> {
+        let store = Store { inner: Arc::new(Store::open_inner(path, Some(upstream.clone()))?) };
+        let (local_size, local_head) = store.tip();
+        let upstream_size = upstream.size()?;
+        if upstream_size < local_size {
+            return Err(StoreError::UpstreamBehind { local: local_size, upstream: upstream_size });
+        }
+        if local_size > 0 {
+            let rows = upstream.records_from(local_size - 1, 1)?;
+            let same = rows.first().is_some_and(|(_, leaf)| crate::record::chain_hash(leaf) == local_head);
+            if !same {
+                return Err(StoreError::Diverged { seq: local_size - 1 });
+            }
+        }
+        store.catch_up()?;
+        Ok(store)
+    }
+
+    /// Applies the records the log of record holds past this replica's size (other nodes'
+    /// commits); returns how many. A store without an upstream has nothing to catch up.
+    pub fn catch_up(&self) -> Result<u64, StoreError> {
+        let Some(upstream) = &self.inner.upstream else { return Ok(0) };
+        let _writer = self.inner.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Failed);
+        }
+        let mut total = 0;
+        loop {
+            let size = self.size();
+            let rows = upstream.records_from(size, CATCH_UP_RECORDS_MAX)?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let published = self.published();
+            let mut head = published.head;
+            let mut records = Vec::with_capacity(rows.len());
+            for (i, (_, leaf)) in rows.iter().enumerate() {
+                let seq = size + i as u64;
+                let record = Record::decode(leaf).map_err(|e| corrupt_by(format!("upstream record {seq}"), e))?;
+                if record.seq != seq || record.prev != head {
+                    return Err(StoreError::Diverged { seq });
+                }
+                head = record.chain_hash();
+                records.push(record);
+            }
+            let ids: Vec<(&str, u64)> = rows.iter().zip(&records).map(|((id, _), r)| (id.as_str(), r.seq)).collect();
+            total += records.len() as u64;
+            self.write_records(size, published, &records, &ids, head, false)?;
+        }
     }
 
     fn published(&self) -> RwLockReadGuard<'_, Published> {
@@ -553,6 +672,24 @@ impl Store {
             return Ok(outcomes);
         }
 
+        let ids: Vec<(&str, u64)> = batch_ids.iter().map(|(id, &k)| (*id, appended[k].seq)).collect();
+        self.write_records(size, published, &appended, &ids, head, true)?;
+        Ok(outcomes)
+    }
+
+    /// Writes `appended` (seq `size` on, linked, ending with chain hash `head`) with their ids
+    /// and stored hashes, first to the upstream when `commit_upstream`, then here, and publishes
+    /// them. The caller holds the append lock.
+    fn write_records(
+        &self,
+        size: u64,
+        published: RwLockReadGuard<'_, Published>,
+        appended: &[Record],
+        ids: &[(&str, u64)],
+        head: Hash,
+        commit_upstream: bool,
+    ) -> Result<(), StoreError> {
+        let inner = &*self.inner;
         // New stored hashes, reading left siblings from the committed and pending ones.
         let base = merkle::stored_hash_count(size);
         let leaf_hashes: Vec<(u64, Hash)> = appended.iter().map(|r| (r.seq, r.leaf_hash())).collect();
@@ -561,22 +698,40 @@ impl Store {
         debug_assert_eq!(base + pending.len() as u64, merkle::stored_hash_count(new_size));
 
         let mut writes = sled::Batch::default();
-        for record in &appended {
+        for record in appended {
             writes.insert(&record_key(record.seq), record.leaf());
         }
-        for (id, &k) in &batch_ids {
-            writes.insert(id_key(id), &appended[k].seq.to_be_bytes());
+        for (id, seq) in ids {
+            writes.insert(id_key(id), &seq.to_be_bytes());
         }
         write_tiles(&mut writes, &published.hashes, &inner.tree, &pending)?;
+        if let (true, Some(upstream)) = (commit_upstream, &inner.upstream) {
+            let view = HashView { committed: &published.hashes, tree: &inner.tree, limit: base, pending: &pending };
+            let new_root = merkle::tree_hash(new_size, &view)?;
+            upstream.commit(&UpstreamBatch {
+                old_size: size,
+                old_chain: published.head,
+                records: appended,
+                ids,
+                first_hash_index: base,
+                hashes: &pending,
+                new_root,
+                new_chain: head,
+            })?;
+        }
         drop(published);
 
         if let Err(e) = inner.tree.apply_batch(writes) {
             inner.failed.store(true, Ordering::Release);
             return Err(io(e));
         }
-        if let Err(e) = inner.db.flush() {
-            inner.failed.store(true, Ordering::Release);
-            return Err(io(e));
+        // A replica needs no flush: the upstream commit was the durability point, and a
+        // replica that lost its tail catches up again when it opens.
+        if inner.upstream.is_none() {
+            if let Err(e) = inner.db.flush() {
+                inner.failed.store(true, Ordering::Release);
+                return Err(io(e));
+            }
         }
 
         // Durable: publish the hashes, head and size together.
@@ -586,7 +741,7 @@ impl Store {
         }
         published.head = head;
         inner.size.store(new_size, Ordering::Release);
-        Ok(outcomes)
+        Ok(())
     }
 
     /// The number of durable records.

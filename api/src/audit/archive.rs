@@ -4,6 +4,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ledger::pg::PgLog;
 
 use ledger::dsse::Envelope;
 use ledger::statement::Statement;
@@ -66,7 +69,12 @@ pub(crate) fn export_server(server: &Client, size: u64, out: &mut dyn Write) -> 
 /// Imports an export into the new data directory `dir`: verifies it completely (all checks
 /// of `verify`), builds the store in a temp directory next to it, checks the rebuilt store
 /// has the same leaves and root, and only then renames it into place.
-pub(crate) fn import(export: &Path, dir: &Path, job: &VerifyJob<'_>) -> Result<Report, AuditError> {
+pub(crate) fn import(
+    export: &Path,
+    dir: &Path,
+    database: Option<&str>,
+    job: &VerifyJob<'_>,
+) -> Result<Report, AuditError> {
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(AuditError::Usage(format!(
             "{}: exists and is not empty; import needs a new directory",
@@ -76,11 +84,20 @@ pub(crate) fn import(export: &Path, dir: &Path, job: &VerifyJob<'_>) -> Result<R
     let (report, replayed) = engine::verify(&mut ExportSource::open(export)?, job)?;
 
     let tmp = temp_dir_for(dir)?;
-    let built = build_store(export, &tmp.join("db"), replayed.size(), replayed.tree.root()).and_then(|()| {
-        // As `init` leaves it: the verifier key auditors pin, next to the log it signs.
-        let log_pub = crate::datadir::DataDir::new(&tmp).log_pub();
-        std::fs::write(&log_pub, format!("{}\n", job.log_key)).map_err(|e| AuditError::io(log_pub.display(), e))
-    });
+    let db = tmp.join("db");
+    let store = match database {
+        None => Store::open(&db).map_err(|e| AuditError::io(db.display(), e)),
+        Some(url) => PgLog::create(url)
+            .and_then(|log| Store::open_replica(&db, Arc::new(log)))
+            .map_err(|e| AuditError::Unreadable(format!("the database: {e}"))),
+    };
+    let built = store
+        .and_then(|store| build_store(export, &store, &db, replayed.size(), replayed.tree.root()))
+        .and_then(|()| {
+            // As `init` leaves it: the verifier key auditors pin, next to the log it signs.
+            let log_pub = crate::datadir::DataDir::new(&tmp).log_pub();
+            std::fs::write(&log_pub, format!("{}\n", job.log_key)).map_err(|e| AuditError::io(log_pub.display(), e))
+        });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -117,8 +134,7 @@ fn temp_dir_for(dir: &Path) -> Result<PathBuf, AuditError> {
 }
 
 /// Appends the export's records to a new store; each must come out as the same leaf.
-fn build_store(export: &Path, db: &Path, size: u64, root: ledger::Hash) -> Result<(), AuditError> {
-    let store = Store::open(db).map_err(|e| AuditError::io(db.display(), e))?;
+fn build_store(export: &Path, store: &Store, db: &Path, size: u64, root: ledger::Hash) -> Result<(), AuditError> {
     let mut source = ExportSource::open(export)?;
     loop {
         let raws = source.next_window(BATCH_ENTRIES_MAX)?;
@@ -223,7 +239,7 @@ mod tests {
         assert_eq!(engine::verify(&mut source, &job).unwrap().0.events, log.size());
 
         let new = dir.path().join("b");
-        let report = import(&file, &new, &job).unwrap();
+        let report = import(&file, &new, None, &job).unwrap();
         assert_eq!(report.events, log.size());
         let imported = Store::open(&new.join("db")).unwrap();
         assert_eq!(imported.size(), log.size());
@@ -231,7 +247,7 @@ mod tests {
         assert_eq!(imported.head(), store.head());
         drop(imported);
         // Never into a directory that holds something.
-        assert!(matches!(import(&file, &new, &job), Err(AuditError::Usage(_))));
+        assert!(matches!(import(&file, &new, None, &job), Err(AuditError::Usage(_))));
     }
 
     #[test]
@@ -250,7 +266,7 @@ mod tests {
         let cp = log.checkpoint();
         let job = VerifyJob { log_key: &key, checkpoint: &cp, state_path: None, progress: false };
         let new = dir.path().join("b");
-        let e = import(&file, &new, &job).unwrap_err();
+        let e = import(&file, &new, None, &job).unwrap_err();
         assert_eq!(e.failure().map(|f| (f.kind, f.seq)), Some((FailureKind::Chain, Some(3))), "{e}");
         assert!(!new.exists());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -45,9 +45,10 @@ pub struct DataDirSource {
 }
 
 impl DataDirSource {
-    /// Opens `DIR/db`. The store is only read; a missing `db` is an error, never created.
-    pub fn open(dir: &Path) -> Result<DataDirSource, AuditError> {
-        let store = open_store(dir)?;
+    /// Opens `DIR/db` (with `db`, DIR's replica of that PostgreSQL database, caught up). The
+    /// store is only read; a missing `db` without a database is an error, never created.
+    pub fn open(dir: &Path, db: Option<&str>) -> Result<DataDirSource, AuditError> {
+        let store = open_store(dir, db)?;
         let size = store.size();
         Ok(DataDirSource { store, next: 0, size, dir: dir.to_path_buf() })
     }
@@ -57,8 +58,15 @@ impl DataDirSource {
     }
 }
 
-/// Opens the store of an existing data directory (never creates one).
-pub(crate) fn open_store(dir: &Path) -> Result<Store, AuditError> {
+/// Opens the store of an existing data directory (never creates one), or with `database` the
+/// directory's replica of that PostgreSQL database.
+pub(crate) fn open_store(dir: &Path, database: Option<&str>) -> Result<Store, AuditError> {
+    if let Some(url) = database {
+        let data = crate::datadir::DataDir::new(dir).with_database(Some(url.to_string()));
+        return crate::datadir::open_store(&data)
+            .map(|(store, _)| store)
+            .map_err(|e| AuditError::Unreadable(format!("{}: {e}", dir.display())));
+    }
     let db = dir.join("db");
     if !db.is_dir() {
         return Err(AuditError::Usage(format!("{}: not a data directory (no db inside)", dir.display())));
@@ -286,7 +294,7 @@ mod tests {
     fn a_missing_data_directory_is_not_created() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nothing");
-        assert!(matches!(DataDirSource::open(&missing), Err(AuditError::Usage(_))));
+        assert!(matches!(DataDirSource::open(&missing, None), Err(AuditError::Usage(_))));
         assert!(!missing.exists());
     }
 }

@@ -56,6 +56,10 @@ The checkpoint is --checkpoint FILE, else the server's latest (--server), else t
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub from: LogSource,
+    /// With --data: the PostgreSQL database the log lives in; DIR's replica catches up first.
+    #[arg(long, value_name = "URL", requires = "data")]
+    pub db: Option<String>,
+
     /// The log's verifier key (or a file holding it): the only thing trusted.
     #[arg(long, value_name = "VKEY")]
     pub log_key: String,
@@ -90,6 +94,9 @@ pub(crate) struct LogSource {
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     pub from: ExportSourceArgs,
+    /// With --data: the PostgreSQL database the log lives in; DIR's replica catches up first.
+    #[arg(long, value_name = "URL", requires = "data")]
+    pub db: Option<String>,
     /// Write the export here instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -136,6 +143,10 @@ pub(crate) struct ImportArgs {
     /// A signed checkpoint note covering the export.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: PathBuf,
+    /// Import into this PostgreSQL database (empty; the schema is created) instead of
+    /// DIR/db; DIR then holds this node's replica.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 /// Watch a server: every checkpoint must be consistent with the last, every record linked.
@@ -263,7 +274,7 @@ pub(super) fn verify(a: VerifyArgs) -> CliResult {
     };
     let mut source: Box<dyn RecordSource + '_> = match (&server, &a.from.data, &a.from.export) {
         (Some(server), _, _) => Box::new(ServerSource::new(server, checkpoint.checkpoint.size)),
-        (None, Some(dir), _) => Box::new(DataDirSource::open(dir)?),
+        (None, Some(dir), _) => Box::new(DataDirSource::open(dir, a.db.as_deref())?),
         (None, None, Some(file)) => Box::new(ExportSource::open(file)?),
         (None, None, None) => return Err(CliError::new("give --server, --data or --export")),
     };
@@ -299,7 +310,7 @@ pub(super) fn export(a: ExportArgs) -> CliResult {
             (archive::export_server(&server, size, &mut out)?, Some(note))
         }
         (None, Some(dir)) => {
-            let store = crate::audit::source::open_store(dir)?;
+            let store = crate::audit::source::open_store(dir, a.db.as_deref())?;
             let count = archive::export_store(&store, &mut out)?;
             let note = match &a.checkpoint_out {
                 Some(_) => {
@@ -326,11 +337,12 @@ pub(super) fn import(a: ImportArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
     let checkpoint = read_checkpoint(&a.checkpoint, &key)?;
     let job = VerifyJob { log_key: &key, checkpoint: &checkpoint, state_path: None, progress: true };
-    let report = archive::import(&a.file, &a.data, &job)?;
+    let report = archive::import(&a.file, &a.data, a.db.as_deref(), &job)?;
     print!("{}", report.render());
     println!("imported {} records into {}", report.events, a.data.display());
+    let db = a.db.as_ref().map(|_| " --db URL").unwrap_or_default();
     println!(
-        "before `grantline serve --data {dir}`: copy log.key and automation.key from the backup of the old data \
+        "before `grantline serve --data {dir}{db}`: copy log.key and automation.key from the backup of the old data \
          directory into {dir} (mode 0600); an export holds no private key",
         dir = a.data.display()
     );

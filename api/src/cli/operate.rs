@@ -31,6 +31,10 @@ pub(crate) struct InitArgs {
     /// Where to write the admin's private key (mode 0600; never overwritten).
     #[arg(long, value_name = "FILE")]
     pub admin_key_out: PathBuf,
+    /// Keep the log in this PostgreSQL database (empty; the schema is created), e.g.
+    /// postgres://grantline@db.example.org/grantline. Without it the log is in DIR/db (sled).
+    #[arg(long, value_name = "URL", env = "GRANTLINE_DB")]
+    pub db: Option<String>,
 }
 
 /// Run the HTTP server (with no --data, over ./grantline-data, created on first run).
@@ -51,6 +55,14 @@ pub(crate) struct ServeArgs {
     /// Admin name of the ledger created in ./grantline-data on the first run without --data.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_ADMIN)]
     pub admin: String,
+    /// Serve the log kept in this PostgreSQL database (made by `init --db`); any number of
+    /// nodes may serve one database. DIR then needs only copies of log.key and automation.key.
+    #[arg(long, value_name = "URL", env = "GRANTLINE_DB", requires = "data")]
+    pub db: Option<String>,
+    /// With --db: the URL other nodes forward writes to while this node leads, e.g.
+    /// http://10.0.0.5:8080 [default: http://ADDR].
+    #[arg(long, value_name = "URL", requires = "db")]
+    pub advertise: Option<String>,
     /// Depth of the write queue (tests lower it to exercise 503).
     #[arg(long, env = QUEUE_DEPTH_ENV, default_value_t = SEQUENCER_QUEUE_DEPTH_MAX, hide = true)]
     pub queue_depth: usize,
@@ -80,7 +92,7 @@ pub(crate) struct KeygenArgs {
 }
 
 pub(super) fn init(a: InitArgs) -> CliResult {
-    let dir = DataDir::new(&a.data);
+    let dir = DataDir::new(&a.data).with_database(a.db.clone());
     let report = datadir::init(&dir, &a.origin, &a.admin, &a.admin_key_out)?;
     print_init_report(&dir, &report);
     Ok(())
@@ -101,7 +113,7 @@ pub(super) fn serve(a: ServeArgs) -> CliResult {
     let dir = match &a.data {
         // Named explicitly: never made up here, where a typo would start a second ledger
         // with a new log key.
-        Some(path) => DataDir::new(path),
+        Some(path) => DataDir::new(path).with_database(a.db.clone()),
         None => {
             let dir = DataDir::new(DEFAULT_DATA_DIR);
             if !dir.is_initialised() {
@@ -123,8 +135,13 @@ pub(super) fn serve(a: ServeArgs) -> CliResult {
         _ => None,
     };
     let opened = datadir::open(&dir)?;
-    let config =
-        ServeConfig { data: dir, addr: a.addr, queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX), github };
+    let config = ServeConfig {
+        data: dir,
+        addr: a.addr,
+        queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX),
+        github,
+        advertise: a.advertise,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

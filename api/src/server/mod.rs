@@ -8,9 +8,11 @@
 //! Routes live in [`routes`], one module per area; a new area (pages, exports, explain) is a
 //! new module whose `routes()` is merged in [`router`].
 
+mod cluster;
 mod connections;
 mod extract;
 mod fault;
+mod forward;
 mod identity;
 mod listen;
 mod metrics;
@@ -38,6 +40,7 @@ use crate::limits::{
     SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
 };
 use crate::problem::Problem;
+use cluster::Cluster;
 use identity::Identities;
 use ledger::seen::{Retention, SeenSet};
 use metrics::Metrics;
@@ -62,6 +65,10 @@ pub(crate) struct App {
     pub shutdown: watch::Receiver<bool>,
     /// The GitHub runner layer, when `serve --github-org` turned it on.
     pub github: Option<GitHubLayer>,
+    /// The node's place in a PostgreSQL cluster (`serve --db`); `None` on sled.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Followers forward writes to the leader with it.
+    pub forwarder: reqwest::Client,
 }
 
 /// The GitHub runner layer's configuration and the delivery ids it has seen.
@@ -85,6 +92,8 @@ pub(crate) struct ServeConfig {
     pub queue_depth: usize,
     /// The GitHub runner layer (its secrets already read).
     pub github: Option<GitHub>,
+    /// With `--db`: the URL other nodes forward writes to [default: http://ADDR].
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +102,8 @@ pub(crate) enum ServeError {
     DataDir(#[from] crate::datadir::DataDirError),
     #[error(transparent)]
     Start(#[from] sequencer::StartError),
+    #[error("cannot start the cluster thread: {0}")]
+    Cluster(std::io::Error),
     #[error("cannot open the GitHub delivery ids: {0}")]
     Deliveries(ledger::store::StoreError),
     #[error("cannot listen on {addr}: {reason}")]
@@ -112,6 +123,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .merge(routes::pages::routes())
         .merge(routes::github::routes())
         .fallback(routes::not_found)
+        // Before the limits: a forwarded write holds no sequencer slot here.
+        .layer(axum::middleware::from_fn_with_state(app.clone(), forward::writes_to_leader))
         // After the merges: it applies to the routes already added.
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(
@@ -140,11 +153,20 @@ async fn middleware_error(err: tower::BoxError) -> Problem {
 pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::default());
     let (live, _) = broadcast::channel(SSE_BROADCAST_BATCHES_MAX);
-    let Opened { store, fold, log_key, automation_key, replay_warnings } = opened;
+    let Opened { store, pg, fold, log_key, automation_key, replay_warnings } = opened;
     if replay_warnings > 0 {
         tracing::warn!("{replay_warnings} records did not verify during replay; run `grantline verify`");
     }
     let identities = Arc::new(Identities::new(log_key, automation_key));
+    // Bound first: a cluster node advertises the address it listens on.
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| ServeError::Bind { addr: config.addr, reason: e.to_string() })?;
+    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    let cluster = pg.map(|pg| {
+        let advertise = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+        Arc::new(Cluster::new(pg, advertise))
+    });
     let started = sequencer::start(sequencer::Start {
         store: store.clone(),
         fold,
@@ -153,7 +175,12 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         queue_depth: config.queue_depth,
         metrics: metrics.clone(),
         live: live.clone(),
+        cluster: cluster.clone(),
     })?;
+    let cluster_thread = match &cluster {
+        Some(c) => Some(cluster::spawn(c.clone(), store.clone()).map_err(ServeError::Cluster)?),
+        None => None,
+    };
     let github = match config.github {
         Some(github) => {
             let retention =
@@ -175,6 +202,8 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         sse_slots: Arc::new(Semaphore::new(SSE_STREAMS_MAX)),
         shutdown: shutdown_rx.clone(),
         github,
+        cluster: cluster.clone(),
+        forwarder: forward::client(),
     });
     let snapshot = app.snapshot();
     tracing::info!(
@@ -188,10 +217,6 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
     // Registered before the "listening" line: a SIGTERM right after it must stop the server
     // cleanly, not kill it by the default action.
     let signals = ShutdownSignals::register();
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| ServeError::Bind { addr: config.addr, reason: e.to_string() })?;
-    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -222,6 +247,10 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
     drop(app);
     let handle = started.handle;
     let _ = tokio::task::spawn_blocking(move || handle.stop()).await;
+    if let (Some(cluster), Some(thread)) = (cluster, cluster_thread) {
+        cluster.stop();
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     result
 }
 

@@ -24,6 +24,7 @@ use ledger::store::{AppendOutcome, Entry, Store, StoreError};
 use projector::Rejection;
 use tokio::sync::{broadcast, oneshot};
 
+use super::cluster::{Cluster, Role, FOLLOW_POLL_MS};
 use super::fault::Fault;
 use super::identity::Identities;
 use super::metrics::Metrics;
@@ -86,6 +87,10 @@ pub(crate) enum Unavailable {
     AppendFailed,
     /// The record is durable but its checkpoint could not be signed and published yet.
     NotPublished,
+    /// This node does not lead the cluster (and the write was not forwarded).
+    NotLeader,
+    /// The database is behind what this node saw; it writes nothing more.
+    Halted,
 }
 
 impl Refusal {
@@ -153,6 +158,8 @@ struct Sequencer {
     fault: Fault,
     /// Projection snapshots, so a restart replays only the records after the last one.
     snapshots: SnapshotWriter,
+    /// The node's place in a PostgreSQL cluster; `None` on sled (always writable).
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// A running sequencer thread.
@@ -217,11 +224,12 @@ pub(crate) struct Start {
     pub(crate) queue_depth: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) live: broadcast::Sender<LiveBatch>,
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 /// Publishes the snapshot of the replayed state and starts the sequencer thread.
 pub(crate) fn start(start: Start) -> Result<Started, StartError> {
-    let Start { store, fold, identities, replay_warnings, queue_depth, metrics, live } = start;
+    let Start { store, fold, identities, replay_warnings, queue_depth, metrics, live, cluster } = start;
     let fault = Fault::from_env()?;
     if fault != Fault::None {
         tracing::warn!("fault injection is active: {fault:?}");
@@ -251,6 +259,7 @@ pub(crate) fn start(start: Start) -> Result<Started, StartError> {
         stopping: stopping.clone(),
         fault,
         snapshots,
+        cluster,
     };
     let thread = std::thread::Builder::new()
         .name("grantline-sequencer".into())
@@ -290,16 +299,20 @@ type Receipt = (oneshot::Sender<Outcome>, Outcome);
 
 impl Sequencer {
     fn run(mut self, rx: Receiver<Submission>) {
-        let tick = Duration::from_millis(AUTOMATION_TICK_MS);
+        // A follower wakes often to follow the log of record.
+        let tick = Duration::from_millis(if self.cluster.is_some() { FOLLOW_POLL_MS } else { AUTOMATION_TICK_MS });
         // Automation first: a crash between quorum and grant is finished on start.
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
             if now >= next_tick {
+                self.follow();
                 if self.publish_pending {
                     self.publish();
                 }
-                self.automation();
+                if self.writable() {
+                    self.automation();
+                }
                 next_tick = Instant::now() + tick;
                 continue;
             }
@@ -343,9 +356,77 @@ impl Sequencer {
         crate::now_ms().max(self.last_received_at_ms)
     }
 
+    /// Whether this node may append: always on sled; on PostgreSQL only while it leads.
+    fn writable(&self) -> bool {
+        self.cluster.as_ref().map_or(true, |c| c.role() == Role::Leader)
+    }
+
+    /// Applies the records other nodes committed to the log of record (a follower, or a
+    /// leader that just took over), then publishes them. A database behind this node halts it.
+    fn follow(&mut self) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        if cluster.role() == Role::Halted {
+            return;
+        }
+        if let Err(e) = self.store.catch_up() {
+            match e {
+                StoreError::UpstreamBehind { .. } | StoreError::Diverged { .. } => cluster.halt(e.to_string()),
+                other => tracing::warn!("cannot follow the log of record: {other}"),
+            }
+            return;
+        }
+        if !self.writable() {
+            // A follower's earlier failed commit (it lost the lead) is not a failing node.
+            self.metrics.appends_failing.store(false, Ordering::Relaxed);
+        }
+        let to = self.store.size();
+        let mut outcomes = Vec::new();
+        while self.fold.size() < to {
+            let page = match self.store.range(self.fold.size(), ledger::store::RANGE_RECORDS_MAX) {
+                Ok(page) if !page.is_empty() => page,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("cannot read records to follow: {e}");
+                    break;
+                }
+            };
+            for rec in page {
+                if let Err(problem) = self.fold.apply_logged(&rec) {
+                    tracing::warn!("record {} does not verify: {problem}", rec.seq);
+                }
+                self.last_received_at_ms = self.last_received_at_ms.max(rec.received_at_ms);
+                if self.live.receiver_count() > 0 {
+                    outcomes.push(AppendOutcome::Appended(rec));
+                }
+            }
+        }
+        if outcomes.is_empty() && self.published.load().size == self.fold.size() {
+            return;
+        }
+        self.snapshots.after_batch(self.fold.state());
+        if let Some(snapshot) = self.publish() {
+            self.broadcast(&outcomes, snapshot.size);
+        }
+    }
+
     /// Plans, commits and delivers one batch. Returns how many records were appended and the
     /// receipts still to deliver (refusals are answered at once).
     fn process(&mut self, batch: Vec<Submission>) -> (usize, Vec<Receipt>) {
+        if let Some(cluster) = self.cluster.clone() {
+            // Level with the log of record before deciding anything against the state.
+            self.follow();
+            let refusal = match cluster.role() {
+                Role::Leader | Role::Standalone => None,
+                Role::Halted => Some(Unavailable::Halted),
+                Role::Follower => Some(Unavailable::NotLeader),
+            };
+            if let Some(why) = refusal {
+                for sub in batch {
+                    answer(sub.source, Outcome::Refused(Refusal::Unavailable(why)));
+                }
+                return (0, Vec::new());
+            }
+        }
         let mut plan = Plan {
             base: self.fold.size(),
             at_ms: self.clock(),
@@ -431,6 +512,15 @@ impl Sequencer {
                     _ => "",
                 };
                 tracing::error!("append of {} records failed: {e}{hint}", plan.entries.len());
+                if let (Some(cluster), AppendError::Store(store_error)) = (&self.cluster, &e) {
+                    match store_error {
+                        StoreError::HeadMoved(why) => cluster.step_down(why),
+                        StoreError::UpstreamBehind { .. } | StoreError::Diverged { .. } => {
+                            cluster.halt(store_error.to_string())
+                        }
+                        _ => {}
+                    }
+                }
                 self.metrics.append_failures_total.fetch_add(1, Ordering::Relaxed);
                 self.metrics.appends_failing.store(true, Ordering::Relaxed);
                 for (source, _) in plan.waiting.drain(..) {

@@ -138,6 +138,10 @@ pub(super) fn refusal_problem(refusal: Refusal) -> Problem {
             Unavailable::NotPublished => {
                 "the event is stored but its checkpoint is not published yet; resubmit the same envelope for the receipt"
             }
+            Unavailable::NotLeader => "no node leads the cluster right now (a failover is under way); retry shortly",
+            Unavailable::Halted => {
+                "this node halted: the database is behind what it has seen (see /healthz); it writes nothing more"
+            }
         }),
     }
 }

@@ -1,0 +1,4 @@
+//! Shared helpers for the ledger's integration tests.
+#![allow(dead_code)]
+
+pub(crate) mod pg;
