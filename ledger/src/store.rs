@@ -725,13 +725,12 @@ impl Store {
             inner.failed.store(true, Ordering::Release);
             return Err(io(e));
         }
-        // A replica needs no flush: the upstream commit was the durability point, and a
-        // replica that lost its tail catches up again when it opens.
-        if inner.upstream.is_none() {
-            if let Err(e) = inner.db.flush() {
-                inner.failed.store(true, Ordering::Release);
-                return Err(io(e));
-            }
+        // A replica flushes too, before it publishes: its size is the node's durable memory of
+        // the largest log it has signed a checkpoint for, so a database restored to an older
+        // backup is found behind it (`UpstreamBehind`) and never extended into a second history.
+        if let Err(e) = inner.db.flush() {
+            inner.failed.store(true, Ordering::Release);
+            return Err(io(e));
         }
 
         // Durable: publish the hashes, head and size together.

@@ -19,8 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use ledger::pg::PgLog;
 use ledger::store::Store;
+
+use super::snapshot::Snapshot;
 
 /// How often the leader beats and a follower tries the lock.
 pub(crate) const HEARTBEAT_MS: u64 = 500;
@@ -144,11 +147,20 @@ impl Cluster {
     }
 
     /// One beat of the cluster thread.
-    fn beat(&self, store: &Store) {
+    fn beat(&self, store: &Store, published: &ArcSwap<Snapshot>, recorded_size: &mut u64) {
         match self.role() {
             Role::Halted | Role::Standalone => {}
             Role::Leader => match self.pg.heartbeat() {
-                Ok(true) => {}
+                Ok(true) => {
+                    // The leader's latest checkpoint joins the log of record (its size committed).
+                    let snapshot = published.load();
+                    if snapshot.size > *recorded_size {
+                        match self.pg.put_checkpoint(snapshot.size, &snapshot.checkpoint) {
+                            Ok(()) => *recorded_size = snapshot.size,
+                            Err(e) => tracing::warn!("cannot record the checkpoint: {e}"),
+                        }
+                    }
+                }
                 Ok(false) => self.step_down("another node took over (the epoch moved)"),
                 Err(e) => tracing::warn!("heartbeat failed: {e}"),
             },
@@ -215,10 +227,15 @@ impl Cluster {
 }
 
 /// Runs the cluster thread until [`Cluster::stop`].
-pub(crate) fn spawn(cluster: Arc<Cluster>, store: Store) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(
+    cluster: Arc<Cluster>,
+    store: Store,
+    published: Arc<ArcSwap<Snapshot>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("grantline-cluster".into()).spawn(move || {
+        let mut recorded_size = 0;
         while !cluster.stopping.load(Ordering::SeqCst) {
-            cluster.beat(&store);
+            cluster.beat(&store, &published, &mut recorded_size);
             std::thread::sleep(Duration::from_millis(HEARTBEAT_MS));
         }
         if cluster.role() == Role::Leader {

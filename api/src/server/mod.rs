@@ -178,7 +178,9 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         cluster: cluster.clone(),
     })?;
     let cluster_thread = match &cluster {
-        Some(c) => Some(cluster::spawn(c.clone(), store.clone()).map_err(ServeError::Cluster)?),
+        Some(c) => {
+            Some(cluster::spawn(c.clone(), store.clone(), started.published.clone()).map_err(ServeError::Cluster)?)
+        }
         None => None,
     };
     let github = match config.github {
