@@ -180,3 +180,6 @@ pub(crate) const FORWARD_BODY_BYTES_MAX: usize = GITHUB_WEBHOOK_BODY_BYTES_MAX;
 /// A forwarded write gives up after this long: a paused leader must not hold a write past its
 /// lease (the client resubmits the identical envelope and gets the same receipt).
 pub(crate) const FORWARD_TIMEOUT_MS: u64 = 4_000;
+/// A follower holds a forwarded write's receipt at most this long until it has published the
+/// record itself (read-your-writes at the node a client talks to).
+pub(crate) const FORWARD_CATCH_UP_MS: u64 = 1_000;

@@ -344,11 +344,35 @@ impl PgLog {
         })
     }
 
-    /// A new connection that listens on [`NOTIFY_CHANNEL`] (for a follower's wake-ups).
-    pub fn listener(&self) -> Result<Client, StoreError> {
+    /// A new connection that listens on [`NOTIFY_CHANNEL`] (a follower's wake-ups).
+    pub fn listener(&self) -> Result<Listener, StoreError> {
         let mut client = connect_client(&self.url)?;
         client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).map_err(|e| db_error("LISTEN", e))?;
-        Ok(client)
+        Ok(Listener { client })
+    }
+}
+
+/// A connection listening for commits ([`PgLog::listener`]).
+pub struct Listener {
+    client: Client,
+}
+
+impl Listener {
+    /// Waits up to `timeout_ms` for commit notifications; true when at least one came (all
+    /// that had arrived are consumed). An error means the connection is gone: make a new one.
+    pub fn wait(&mut self, timeout_ms: u64) -> Result<bool, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let mut waiting = notifications.timeout_iter(Duration::from_millis(timeout_ms));
+        let mut woke = false;
+        loop {
+            match waiting.next() {
+                Ok(Some(_)) => woke = true,
+                // Timed out (after any that had arrived).
+                Ok(None) => return Ok(woke),
+                Err(e) => return Err(db_error("waiting for commits", e)),
+            }
+        }
     }
 }
 

@@ -78,6 +78,8 @@ pub(crate) struct Cluster {
     pub(crate) lag_records: AtomicU64,
     /// When this node was last level with the log of record (Unix ms).
     pub(crate) level_at_ms: AtomicI64,
+    /// The leader epoch in the head row at the last beat.
+    pub(crate) epoch_seen: AtomicU64,
     stopping: AtomicBool,
 }
 
@@ -91,6 +93,7 @@ impl Cluster {
             halted_because: Mutex::new(None),
             lag_records: AtomicU64::new(0),
             level_at_ms: AtomicI64::new(crate::now_ms()),
+            epoch_seen: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }
     }
@@ -174,6 +177,7 @@ impl Cluster {
                 store.size()
             )),
             Ok(head) => {
+                self.epoch_seen.store(head.epoch, Ordering::Relaxed);
                 self.lag_records.store(head.size - store.size(), Ordering::Relaxed);
                 if head.size == store.size() {
                     self.level_at_ms.store(crate::now_ms(), Ordering::Relaxed);
@@ -241,6 +245,37 @@ pub(crate) fn spawn(
         if cluster.role() == Role::Leader {
             if let Err(e) = cluster.pg.resign() {
                 tracing::warn!("could not release the leader lock: {e}");
+            }
+        }
+    })
+}
+
+/// Listens for the leader's NOTIFY after each commit and calls `wake`, so a follower publishes
+/// a commit at once rather than at its next poll. Reconnects after a lost connection; polling
+/// covers the gap (and any lost notification).
+pub(crate) fn spawn_listener(
+    cluster: Arc<Cluster>,
+    wake: impl Fn() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("grantline-listen".into()).spawn(move || {
+        while !cluster.stopping.load(Ordering::SeqCst) {
+            let mut client = match cluster.pg.listener() {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::debug!("cannot LISTEN: {e}");
+                    std::thread::sleep(Duration::from_millis(HEARTBEAT_MS));
+                    continue;
+                }
+            };
+            while !cluster.stopping.load(Ordering::SeqCst) {
+                match client.wait(HEARTBEAT_MS) {
+                    Ok(true) if cluster.role() != Role::Leader => wake(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!("{e}");
+                        break;
+                    }
+                }
             }
         }
     })

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::cluster::Role;
 use super::extract::{body_bytes, BodyError};
 use super::AppState;
-use crate::limits::{FORWARD_BODY_BYTES_MAX, FORWARD_TIMEOUT_MS};
+use crate::limits::{FORWARD_BODY_BYTES_MAX, FORWARD_CATCH_UP_MS, FORWARD_TIMEOUT_MS};
 use crate::problem::Problem;
 
 /// The routes that write: only these are forwarded (reads are served by every node).
@@ -53,9 +53,36 @@ pub(crate) async fn writes_to_leader(State(app): State<AppState>, req: Request, 
         }
         Role::Follower => match cluster.leader_url() {
             None => no_leader("no node leads the cluster right now (a failover is under way); retry shortly"),
-            Some(leader) => forward(&app.forwarder, &leader, &cluster.advertise, req).await,
+            Some(leader) => {
+                let response = forward(&app.forwarder, &leader, &cluster.advertise, req).await;
+                read_your_writes(&app, response).await
+            }
         },
     }
+}
+
+/// Holds a forwarded write's answer until this node has published the record it names (at most
+/// [`FORWARD_CATCH_UP_MS`]), so a client that reads from the node it wrote to sees its write.
+async fn read_your_writes(app: &AppState, response: Response) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORWARD_BODY_BYTES_MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => return Problem::internal(format!("the leader's answer: {e}")).into_response(),
+    };
+    let seq = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("seq").or_else(|| v.get("record").and_then(|r| r.get("seq"))).and_then(|s| s.as_u64()));
+    if let Some(seq) = seq {
+        app.queue.wake();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(FORWARD_CATCH_UP_MS);
+        while app.snapshot().size <= seq && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 async fn forward(client: &reqwest::Client, leader: &str, me: &str, req: Request) -> Response {

@@ -177,11 +177,15 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         live: live.clone(),
         cluster: cluster.clone(),
     })?;
-    let cluster_thread = match &cluster {
+    let cluster_threads = match &cluster {
         Some(c) => {
-            Some(cluster::spawn(c.clone(), store.clone(), started.published.clone()).map_err(ServeError::Cluster)?)
+            let beat =
+                cluster::spawn(c.clone(), store.clone(), started.published.clone()).map_err(ServeError::Cluster)?;
+            let queue = started.queue.clone();
+            let listen = cluster::spawn_listener(c.clone(), move || queue.wake()).map_err(ServeError::Cluster)?;
+            vec![beat, listen]
         }
-        None => None,
+        None => Vec::new(),
     };
     let github = match config.github {
         Some(github) => {
@@ -249,9 +253,11 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
     drop(app);
     let handle = started.handle;
     let _ = tokio::task::spawn_blocking(move || handle.stop()).await;
-    if let (Some(cluster), Some(thread)) = (cluster, cluster_thread) {
+    if let Some(cluster) = cluster {
         cluster.stop();
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        for thread in cluster_threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
     result
 }

@@ -117,10 +117,17 @@ impl From<AdmitError> for Refusal {
 /// New records for SSE subscribers: (seq, record JSON) in seq order.
 pub(crate) type LiveBatch = Arc<Vec<(u64, String)>>;
 
+/// What the sequencer's queue carries.
+enum Work {
+    Submit(Submission),
+    /// Another node committed (a NOTIFY): follow the log of record now, not at the next poll.
+    Wake,
+}
+
 /// The sending side of the queue, as the handlers see it.
 #[derive(Clone)]
 pub(crate) struct Queue {
-    tx: SyncSender<Submission>,
+    tx: SyncSender<Work>,
     metrics: Arc<Metrics>,
 }
 
@@ -130,9 +137,14 @@ pub(crate) enum QueueError {
 }
 
 impl Queue {
+    /// Wakes the sequencer to follow the log of record; a full queue needs no wake-up.
+    pub(crate) fn wake(&self) {
+        let _ = self.tx.try_send(Work::Wake);
+    }
+
     pub(crate) fn try_send(&self, sub: Submission) -> Result<(), QueueError> {
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(sub).map_err(|e| {
+        self.tx.try_send(Work::Submit(sub)).map_err(|e| {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             match e {
                 TrySendError::Full(_) => QueueError::Full,
@@ -298,7 +310,7 @@ struct Plan {
 type Receipt = (oneshot::Sender<Outcome>, Outcome);
 
 impl Sequencer {
-    fn run(mut self, rx: Receiver<Submission>) {
+    fn run(mut self, rx: Receiver<Work>) {
         // A follower wakes often to follow the log of record.
         let tick = Duration::from_millis(if self.cluster.is_some() { FOLLOW_POLL_MS } else { AUTOMATION_TICK_MS });
         // Automation first: a crash between quorum and grant is finished on start.
@@ -317,7 +329,11 @@ impl Sequencer {
                 continue;
             }
             let first = match rx.recv_timeout(next_tick - now) {
-                Ok(sub) => sub,
+                Ok(Work::Submit(sub)) => sub,
+                Ok(Work::Wake) => {
+                    self.follow();
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.stopping.load(Ordering::SeqCst) {
                         break;
@@ -330,7 +346,9 @@ impl Sequencer {
             batch.push(first);
             while batch.len() < SEQUENCER_BATCH_MAX {
                 match rx.try_recv() {
-                    Ok(sub) => batch.push(sub),
+                    Ok(Work::Submit(sub)) => batch.push(sub),
+                    // `process` follows first anyway.
+                    Ok(Work::Wake) => {}
                     Err(_) => break,
                 }
             }

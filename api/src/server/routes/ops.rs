@@ -53,13 +53,13 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         let lag_s = (crate::now_ms() - cluster.level_at_ms.load(Ordering::Relaxed)).max(0) as f64 / 1000.0;
         let _ = writeln!(
             body,
-            "# HELP grantline_epoch The leader epoch this node last took or saw.\n# TYPE grantline_epoch gauge\n\
+            "# HELP grantline_epoch The leader epoch in the database at this node's last beat.\n# TYPE grantline_epoch gauge\n\
              grantline_epoch {}\n\
              # HELP grantline_follower_lag_records Records the database holds beyond this node's published log.\n\
              # TYPE grantline_follower_lag_records gauge\ngrantline_follower_lag_records {}\n\
              # HELP grantline_follower_lag_seconds Seconds since this node was last level with the database.\n\
              # TYPE grantline_follower_lag_seconds gauge\ngrantline_follower_lag_seconds {lag_s}",
-            cluster.pg.epoch(),
+            cluster.epoch_seen.load(Ordering::Relaxed),
             cluster.lag_records.load(Ordering::Relaxed),
         );
     }
