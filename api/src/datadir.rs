@@ -266,6 +266,7 @@ pub(crate) fn open_store(dir: &DataDir) -> Result<(Store, Option<Arc<PgLog>>), D
         None => Ok((Store::open(&dir.db()).map_err(|e| store_error(dir, e))?, None)),
         Some(url) => {
             let log = Arc::new(PgLog::connect(url)?);
+            log.check_not_behind()?;
             let store = Store::open_replica(&dir.db(), log.clone()).map_err(|e| store_error(dir, e))?;
             Ok((store, Some(log)))
         }

@@ -294,19 +294,20 @@ impl PgLog {
     pub fn end_silent_leader(&self, lease_ms: u64) -> Result<bool, StoreError> {
         let lease_ms = to_i64(lease_ms)?;
         self.with_client(|c| {
-            let ended: Option<bool> = c
-                .query_opt(
+            // Advisory locks are per database: only this database's leader session is ended.
+            let rows = c
+                .query(
                     "SELECT pg_terminate_backend(l.pid) FROM pg_locks l, grantline_head h
                      WHERE l.locktype = 'advisory' AND l.granted
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                        AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
                        AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1
                        AND l.pid <> pg_backend_pid()
                        AND (h.heartbeat_at IS NULL OR h.heartbeat_at < now() - make_interval(secs => $2::bigint / 1000.0))",
                     &[&LEADER_LOCK_KEY, &lease_ms],
                 )
-                .map_err(|e| db_error("ending a silent leader", e))?
-                .map(|row| row.get(0));
-            Ok(ended.unwrap_or(false))
+                .map_err(|e| db_error("ending a silent leader", e))?;
+            Ok(rows.iter().any(|row| row.get::<_, bool>(0)))
         })
     }
 
@@ -344,35 +345,74 @@ impl PgLog {
         })
     }
 
+    /// Refuses a database that holds fewer records than a checkpoint recorded in it says it
+    /// had (restored from an older backup after nodes recorded their checkpoints, or halted):
+    /// extending it would sign a second history.
+    pub fn check_not_behind(&self) -> Result<(), StoreError> {
+        let head = self.head()?;
+        match self.latest_checkpoint()? {
+            Some((size, _)) if size > head.size => {
+                Err(StoreError::CheckpointAhead { checkpoint: size, upstream: head.size })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A new connection that listens on [`NOTIFY_CHANNEL`] (a follower's wake-ups).
     pub fn listener(&self) -> Result<Listener, StoreError> {
         let mut client = connect_client(&self.url)?;
         client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).map_err(|e| db_error("LISTEN", e))?;
-        Ok(Listener { client })
+        Ok(Listener { client: Some(client) })
     }
 }
 
 /// A connection listening for commits ([`PgLog::listener`]).
 pub struct Listener {
-    client: Client,
+    client: Option<Client>,
 }
 
 impl Listener {
-    /// Waits up to `timeout_ms` for commit notifications; true when at least one came (all
-    /// that had arrived are consumed). An error means the connection is gone: make a new one.
+    /// Waits up to `timeout_ms` for a commit notification; true when one came (those already
+    /// here are consumed too). An error means the connection is gone: make a new one.
     pub fn wait(&mut self, timeout_ms: u64) -> Result<bool, StoreError> {
         use postgres::fallible_iterator::FallibleIterator;
-        let mut notifications = self.client.notifications();
-        let mut waiting = notifications.timeout_iter(Duration::from_millis(timeout_ms));
-        let mut woke = false;
-        loop {
-            match waiting.next() {
-                Ok(Some(_)) => woke = true,
-                // Timed out (after any that had arrived).
-                Ok(None) => return Ok(woke),
-                Err(e) => return Err(db_error("waiting for commits", e)),
-            }
+        let Some(client) = self.client.as_mut() else {
+            return Err(StoreError::Upstream("the listener is closed".into()));
+        };
+        let mut notifications = client.notifications();
+        // Only the first notification is waited for: a steady stream of commits must not
+        // keep this call from returning.
+        let first = notifications
+            .timeout_iter(Duration::from_millis(timeout_ms))
+            .next()
+            .map_err(|e| db_error("waiting for commits", e))?;
+        if first.is_none() {
+            return Ok(false);
         }
+        let mut pending = notifications.iter();
+        while let Ok(Some(_)) = pending.next() {}
+        Ok(true)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        drop_off_runtime(self.client.take());
+    }
+}
+
+impl Drop for PgLog {
+    fn drop(&mut self) {
+        let client = self.client.get_mut().map(Option::take).unwrap_or_else(|e| e.into_inner().take());
+        drop_off_runtime(client);
+    }
+}
+
+/// Drops a client on a thread of its own: `postgres` runs a runtime to close the connection,
+/// which panics inside another runtime (the last handle may go away in async code).
+fn drop_off_runtime(client: Option<Client>) {
+    if let Some(client) = client {
+        let _ = std::thread::spawn(move || drop(client)).join();
     }
 }
 

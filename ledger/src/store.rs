@@ -82,6 +82,15 @@ pub enum StoreError {
         /// Records in the log of record.
         upstream: u64,
     },
+    /// The log of record holds fewer records than a checkpoint recorded in it was signed for:
+    /// restored from an older backup after a node vouched for more.
+    #[error("the database holds {upstream} records but a checkpoint of {checkpoint} records was signed for it: the database is behind (restored from an older backup?); refusing to continue another history")]
+    CheckpointAhead {
+        /// The size of the largest checkpoint recorded.
+        checkpoint: u64,
+        /// Records in the log of record.
+        upstream: u64,
+    },
     /// The log of record's record `seq` does not link to this replica's history.
     #[error("the database's record {seq} is not the one this node's replica holds: another history")]
     Diverged {

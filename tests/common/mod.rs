@@ -2,6 +2,7 @@
 //! port over a temp data directory, run CLI commands against it, sign envelopes.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
 pub(crate) mod github;
 
 use std::io::{BufRead, BufReader};

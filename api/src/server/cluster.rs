@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ledger::pg::PgLog;
-use ledger::store::Store;
+use ledger::store::{Store, StoreError};
 
 use super::snapshot::Snapshot;
 
@@ -129,6 +129,9 @@ impl Cluster {
 
     /// The database is behind what this node saw: stop for good.
     pub(crate) fn halt(&self, why: String) {
+        if self.role() == Role::Halted {
+            return;
+        }
         tracing::error!("halting: {why}");
         if let Ok(mut slot) = self.halted_because.lock() {
             *slot = Some(why);
@@ -152,7 +155,19 @@ impl Cluster {
     /// One beat of the cluster thread.
     fn beat(&self, store: &Store, published: &ArcSwap<Snapshot>, recorded_size: &mut u64) {
         match self.role() {
-            Role::Halted | Role::Standalone => {}
+            Role::Standalone => {}
+            Role::Halted => {
+                // The database forgot what this node signed: put the evidence back in it, so a
+                // node that joins later refuses to extend the older history.
+                let snapshot = published.load();
+                if snapshot.size > *recorded_size {
+                    match self.pg.put_checkpoint(snapshot.size, &snapshot.checkpoint) {
+                        Ok(()) => *recorded_size = snapshot.size,
+                        Err(e) => tracing::warn!("cannot record the checkpoint in the database: {e}"),
+                    }
+                }
+                return;
+            }
             Role::Leader => match self.pg.heartbeat() {
                 Ok(true) => {
                     // The leader's latest checkpoint joins the log of record (its size committed).
@@ -208,6 +223,14 @@ impl Cluster {
                 tracing::warn!("cannot read the leader: {e}");
                 return;
             }
+        }
+        // A database behind a checkpoint recorded in it is never led.
+        if let Err(e) = self.pg.check_not_behind() {
+            match e {
+                StoreError::CheckpointAhead { .. } => self.halt(e.to_string()),
+                other => tracing::warn!("cannot compare the database with its checkpoints: {other}"),
+            }
+            return;
         }
         let started = Instant::now();
         match self.pg.lead(&self.advertise) {

@@ -119,7 +119,7 @@ pub(crate) type LiveBatch = Arc<Vec<(u64, String)>>;
 
 /// What the sequencer's queue carries.
 enum Work {
-    Submit(Submission),
+    Submit(Box<Submission>),
     /// Another node committed (a NOTIFY): follow the log of record now, not at the next poll.
     Wake,
 }
@@ -144,7 +144,7 @@ impl Queue {
 
     pub(crate) fn try_send(&self, sub: Submission) -> Result<(), QueueError> {
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(Work::Submit(sub)).map_err(|e| {
+        self.tx.try_send(Work::Submit(Box::new(sub))).map_err(|e| {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             match e {
                 TrySendError::Full(_) => QueueError::Full,
@@ -329,7 +329,7 @@ impl Sequencer {
                 continue;
             }
             let first = match rx.recv_timeout(next_tick - now) {
-                Ok(Work::Submit(sub)) => sub,
+                Ok(Work::Submit(sub)) => *sub,
                 Ok(Work::Wake) => {
                     self.follow();
                     continue;
@@ -346,7 +346,7 @@ impl Sequencer {
             batch.push(first);
             while batch.len() < SEQUENCER_BATCH_MAX {
                 match rx.try_recv() {
-                    Ok(Work::Submit(sub)) => batch.push(sub),
+                    Ok(Work::Submit(sub)) => batch.push(*sub),
                     // `process` follows first anyway.
                     Ok(Work::Wake) => {}
                     Err(_) => break,
