@@ -4,7 +4,7 @@
 //! Each key is stored twice in its own sled tree: `k` + key → time (u64 BE, Unix ms), and
 //! `t` + time + key → nothing, so the oldest keys are found first; `n` holds the count. One
 //! insert is one atomic sled batch (the key, its time entry, the count and any evictions)
-//! followed by a flush, so a key reported new was durable before the caller acts on it.
+//! followed, when the caller asks, by a flush.
 
 use std::sync::Mutex;
 
@@ -96,9 +96,11 @@ impl SeenSet {
         self.len() == 0
     }
 
-    /// Remembers `key`, seen at `now_ms`. Returns true when it was not held yet. Durable when
-    /// it returns; evicts up to [`EVICTIONS_PER_INSERT_MAX`] keys past the retention.
-    pub fn insert(&self, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// Remembers `key`, seen at `now_ms`. Returns true when it was not held yet. With `flush`
+    /// it is durable when this returns; without, it becomes durable with the next flush of the
+    /// store's database (any append, a flushed insert, [`SeenSet::flush`]). Evicts up to
+    /// [`EVICTIONS_PER_INSERT_MAX`] keys past the retention.
+    pub fn insert(&self, key: &str, now_ms: i64, flush: bool) -> Result<bool, StoreError> {
         check_key(key)?;
         let at_ms = u64::try_from(now_ms).unwrap_or(0);
         let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,9 +128,17 @@ impl SeenSet {
         }
         batch.insert(KEY_COUNT, &held.to_be_bytes());
         self.tree.apply_batch(batch).map_err(StoreError::Io)?;
-        self.db.flush().map_err(StoreError::Io)?;
+        if flush {
+            self.db.flush().map_err(StoreError::Io)?;
+        }
         *count = held;
         Ok(true)
+    }
+
+    /// Makes every insert so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(StoreError::Io)?;
+        Ok(())
     }
 }
 
@@ -150,8 +160,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (_store, seen) = open(dir.path(), WIDE);
-            assert!(seen.insert("a", 10).unwrap());
-            assert!(!seen.insert("a", 11).unwrap());
+            assert!(seen.insert("a", 10, true).unwrap());
+            assert!(!seen.insert("a", 11, true).unwrap());
             assert!(seen.contains("a").unwrap());
             assert!(!seen.contains("b").unwrap());
         }
@@ -167,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_store, seen) = open(dir.path(), Retention { count_max: 3, age_ms_max: 1_000_000 });
         for (i, key) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            assert!(seen.insert(key, i as i64).unwrap());
+            assert!(seen.insert(key, i as i64, false).unwrap());
         }
         assert_eq!(seen.len(), 3);
         assert!(!seen.contains("a").unwrap() && !seen.contains("b").unwrap());
@@ -178,9 +188,9 @@ mod tests {
     fn keys_older_than_the_age_go() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, seen) = open(dir.path(), Retention { count_max: 1000, age_ms_max: 100 });
-        seen.insert("old", 0).unwrap();
-        seen.insert("young", 50).unwrap();
-        seen.insert("now", 150).unwrap();
+        seen.insert("old", 0, false).unwrap();
+        seen.insert("young", 50, false).unwrap();
+        seen.insert("now", 150, true).unwrap();
         assert!(!seen.contains("old").unwrap());
         assert!(seen.contains("young").unwrap() && seen.contains("now").unwrap());
         assert_eq!(seen.len(), 2);
@@ -190,8 +200,8 @@ mod tests {
     fn bad_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, seen) = open(dir.path(), WIDE);
-        assert!(seen.insert("", 0).is_err());
-        assert!(seen.insert(&"x".repeat(SEEN_KEY_BYTES_MAX + 1), 0).is_err());
+        assert!(seen.insert("", 0, true).is_err());
+        assert!(seen.insert(&"x".repeat(SEEN_KEY_BYTES_MAX + 1), 0, true).is_err());
         assert!(seen.is_empty());
     }
 }

@@ -250,6 +250,11 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
             Ok(())
         }
     };
+    if let Some(github) = &app.github {
+        if let Err(e) = github.deliveries.flush() {
+            tracing::warn!("could not flush the GitHub delivery ids: {e}");
+        }
+    }
     drop(app);
     let handle = started.handle;
     let _ = tokio::task::spawn_blocking(move || handle.stop()).await;
