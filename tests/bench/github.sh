@@ -2,12 +2,16 @@
 # Reproduces the table of BENCHMARKS.md's "The GitHub runner layer" in one run, each new row
 # next to its baseline measured on the same server moments before:
 #
-#   signed appends (loadgen appends)          vs  metered workflow_job deliveries (webhook-metered)
+#   signed appends (loadgen appends)            vs  metered workflow_job deliveries (webhook-metered)
 #   GET /v1/access/check (loadgen access-check) vs  POST /v1/access/job (gate)
-#   (b) one sled insert + flush (criterion)   vs  ignored push deliveries (webhook-ignored), each
-#                                                 remembering its delivery id durably, and the
-#                                                 same deliveries repeated (webhook-duplicate),
-#                                                 which remember nothing new
+#   (b) one sled insert + flush (criterion)     vs  ignored push deliveries (webhook-ignored), each
+#                                                   remembering a new delivery id, and the same
+#                                                   deliveries repeated (webhook-duplicate), which
+#                                                   remember nothing new
+#
+# Each row also gives the server's CPU per request (/proc/PID/stat), its write syscalls per
+# request (/proc/PID/io) and the CPU used outside the server and the load generator meanwhile
+# (/proc/stat): the load the row shared the machine with.
 #
 # Everything runs on 127.0.0.1 over a temp directory and stops by itself.
 #

@@ -20,8 +20,8 @@
 //! authenticates all of it.
 //!
 //! - `webhook-ignored`: N `push` deliveries, each with its own `X-GitHub-Delivery` id. The
-//!   server verifies the signature, remembers the id durably and answers 202 `ignored`; only
-//!   those answers count. No setup, no `--admin-key`.
+//!   server verifies the signature, remembers the id in the store's database and answers 202
+//!   `ignored`; only those answers count. No setup, no `--admin-key`.
 //! - `webhook-metered`: the setup of `appends`, then N completed `workflow_job` deliveries,
 //!   one distinct (repository id, job id, run attempt) each, of the M projects with a grant
 //!   (repository = project, labels `<resource>--<run id>-linux_64` as conda-smithy writes
@@ -30,7 +30,7 @@
 //!   in the same run.
 //! - `webhook-duplicate` (diagnostic): C `push` deliveries are delivered once before the
 //!   clock, then re-delivered for `--duration-s` (answered 200 `duplicate_delivery`): all the
-//!   work of `webhook-ignored` except remembering a new delivery id durably.
+//!   work of `webhook-ignored` except remembering a new delivery id.
 //! - `gate`: `POST /v1/access/job` for `--duration-s`, a pushed job of each of the M projects
 //!   in turn (the setup of `access-check`); only 200 answers with `"allowed":true` count.
 //!   Compare with `access-check` in the same run.
