@@ -4,7 +4,8 @@
 //! in-memory tree and a naive RFC 6962 implementation, idempotency by id, reads, meta blobs,
 //! and whole-batch publication under a concurrent writer. A PostgreSQL store is reopened twice
 //! each time: on the same local directory, and on a brand-new empty one that must rebuild
-//! everything from PostgreSQL alone.
+//! everything from PostgreSQL alone. (It replaces the sled store's own test file: every test
+//! of that file is one of these, run on both.)
 //!
 //! The PostgreSQL-only tests at the end: two replicas of one database (catch-up, the head's
 //! compare-and-swap refusing a stale writer), a local replica that the database is behind or
