@@ -273,70 +273,11 @@ fn usage_without_a_grant_after_exhaustion_or_twice_is_rejected_or_counted_once()
     assert_eq!(used(&s), 100);
 }
 
-/// POSTs `body` over a raw connection, with a Content-Length header (`declared`) or
-/// chunked, and returns the status and problem of the answer. It stops sending as soon as
-/// an answer arrives: a server that refuses early must not need the rest.
+/// POSTs `body` to /v1/events over a raw socket (see `common::post_raw`): the status and the
+/// problem document.
 fn raw_exchange(s: &Server, body: &[u8], declared: bool) -> (u16, Value) {
-    const CHUNK_BYTES: usize = 16 * 1024;
-    let mut tcp = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
-    tcp.set_write_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    let length = if declared {
-        format!("Content-Length: {}\r\n", body.len())
-    } else {
-        "Transfer-Encoding: chunked\r\n".to_string()
-    };
-    let head = format!("POST /v1/events HTTP/1.1\r\nHost: grantline\r\nContent-Type: application/json\r\n{length}\r\n");
-    tcp.write_all(head.as_bytes()).unwrap();
-    let answered = |tcp: &std::net::TcpStream| {
-        tcp.set_nonblocking(true).unwrap();
-        let ready = tcp.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
-        tcp.set_nonblocking(false).unwrap();
-        ready
-    };
-    for chunk in body.chunks(CHUNK_BYTES) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        if answered(&tcp) {
-            break;
-        }
-        let sent = if declared {
-            tcp.write_all(chunk)
-        } else {
-            tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                .and_then(|()| tcp.write_all(chunk))
-                .and_then(|()| tcp.write_all(b"\r\n"))
-        };
-        if sent.is_err() {
-            break;
-        }
-    }
-    if !declared && !answered(&tcp) {
-        let _ = tcp.write_all(b"0\r\n\r\n");
-    }
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Read the head and the Content-Length body; the server may close right after.
-    loop {
-        match tcp.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if answer.len() >= end + 4 + length {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no answer: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, answer) = post_raw(s, "/v1/events", &[], body, declared);
+    (status, serde_json::from_str(&answer).unwrap_or(Value::Null))
 }
 
 #[test]

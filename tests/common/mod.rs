@@ -314,3 +314,72 @@ pub(crate) fn fingerprint_of(s: &Server, views: &[&str]) -> Fingerprint {
         views: views.iter().map(|path| (path.to_string(), s.get_json(path))).collect(),
     }
 }
+
+/// POSTs `body` to `path` over a raw socket, with `Content-Length` (`declared`) or chunked and
+/// the extra header lines `headers` ("Name: value"), stopping early when the server answers
+/// before the whole body is sent (a refusal by size): the status and the answer's body.
+pub(crate) fn post_raw(s: &Server, path: &str, headers: &[String], body: &[u8], declared: bool) -> (u16, String) {
+    use std::io::{Read, Write};
+    const CHUNK_BYTES: usize = 16 * 1024;
+    let mut tcp = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let length = if declared {
+        format!("Content-Length: {}\r\n", body.len())
+    } else {
+        "Transfer-Encoding: chunked\r\n".to_string()
+    };
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: grantline\r\nContent-Type: application/json\r\n{extra}{length}\r\n");
+    tcp.write_all(head.as_bytes()).unwrap();
+    let answered = |tcp: &std::net::TcpStream| {
+        tcp.set_nonblocking(true).unwrap();
+        let ready = tcp.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+        tcp.set_nonblocking(false).unwrap();
+        ready
+    };
+    for chunk in body.chunks(CHUNK_BYTES) {
+        std::thread::sleep(Duration::from_millis(1));
+        if answered(&tcp) {
+            break;
+        }
+        let sent = if declared {
+            tcp.write_all(chunk)
+        } else {
+            tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .and_then(|()| tcp.write_all(chunk))
+                .and_then(|()| tcp.write_all(b"\r\n"))
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    if !declared && !answered(&tcp) {
+        let _ = tcp.write_all(b"0\r\n\r\n");
+    }
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read the head and the Content-Length body; the server may close right after.
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no answer: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
