@@ -9,46 +9,13 @@ mod common;
 mod common_audit;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use api::json::{ConsistencyProof, InclusionProof, RecordJson};
 use common::*;
 use common_audit::*;
 use serde_json::json;
-
-const GOPATH: &str = "/usr/share/gocode";
-
-/// Builds tlogcheck; `None` (with a notice) when Go or x/mod is missing outside CI.
-fn tlogcheck() -> Option<PathBuf> {
-    let have_go = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
-    let have_mod = Path::new(GOPATH).join("src/golang.org/x/mod/sumdb/tlog").is_dir();
-    if !have_go || !have_mod {
-        let why = format!("go found: {have_go}; {GOPATH}/src/golang.org/x/mod present: {have_mod}");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the independent Go check cannot run under CI: {why}");
-        eprintln!(
-            "NOTICE: skipping the independent Go sumdb check ({why}); install golang-go and golang-golang-x-mod-dev"
-        );
-        return None;
-    }
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let bin = out_dir.join(format!("tlogcheck-{}", std::process::id()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck");
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&src)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", GOPATH)
-        .env("GOCACHE", out_dir.join("cache"))
-        .env("GOFLAGS", "")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "go build tlogcheck: {}", String::from_utf8_lossy(&out.stderr));
-    Some(bin)
-}
 
 /// Runs tlogcheck on a job; returns (success, what it printed).
 fn check(bin: &Path, job: &serde_json::Value) -> (bool, String) {

@@ -24,7 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// How often the poller reads every node's checkpoint.
 const POLL_EVERY: Duration = Duration::from_millis(100);
-const GOPATH: &str = "/usr/share/gocode";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static DATABASES: AtomicU64 = AtomicU64::new(0);
@@ -961,44 +960,6 @@ impl Drop for Load {
 // ---------------------------------------------------------------------------------------------
 // The end-of-test checks
 
-/// The Go checker (tests/go/tlogcheck), built once; `None` (with a notice) when Go or x/mod is
-/// missing outside CI.
-pub(crate) fn tlogcheck() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let have_go = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
-            let have_mod = Path::new(GOPATH).join("src/golang.org/x/mod/sumdb/tlog").is_dir();
-            if !have_go || !have_mod {
-                let why = format!("go found: {have_go}; {GOPATH}/src/golang.org/x/mod present: {have_mod}");
-                assert!(!under_ci(), "the independent Go tlog check cannot run under CI: {why}");
-                eprintln!(
-                    "NOTICE: the cluster tests skip the independent Go sumdb check ({why}); install golang-go and \
-                     golang-golang-x-mod-dev"
-                );
-                return None;
-            }
-            let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
-            std::fs::create_dir_all(&out_dir).unwrap();
-            let bin = out_dir.join(format!("tlogcheck-cluster-{}", std::process::id()));
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck");
-            let out = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&bin)
-                .arg(".")
-                .current_dir(&src)
-                .env("GO111MODULE", "off")
-                .env("GOPATH", GOPATH)
-                .env("GOCACHE", out_dir.join("cache"))
-                .env("GOFLAGS", "")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "go build tlogcheck: {}", String::from_utf8_lossy(&out.stderr));
-            Some(bin)
-        })
-        .clone()
-}
-
 /// Runs tlogcheck on one job: (success, what it printed).
 pub(crate) fn run_tlogcheck(bin: &Path, job: &serde_json::Value) -> (bool, String) {
     let mut child = Command::new(bin).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
@@ -1133,7 +1094,7 @@ pub(crate) fn check_history(cluster: &Cluster, sent: &[Sent], served: &[Served])
     }
 
     // 5. Go's tlog, on the servers' consistency proofs.
-    let go_checked = tlogcheck().map(|bin| {
+    let go_checked = super::tlogcheck().map(|bin| {
         let final_text = live[0].checkpoint();
         let final_cp = Checkpoint::open(final_text.as_bytes(), &cluster.log_key).unwrap();
         assert_eq!(final_cp.size, converged.size);

@@ -8,7 +8,7 @@ pub(crate) mod github;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 use api::json::{LogInfo, Receipt};
@@ -382,4 +382,48 @@ pub(crate) fn post_raw(s: &Server, path: &str, headers: &[String], body: &[u8], 
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no answer: {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// Where Debian's golang-golang-x-mod-dev puts the x/mod sources.
+const GOPATH: &str = "/usr/share/gocode";
+
+/// The Go checker (tests/go/tlogcheck), built once; `None` (with a notice) when Go or x/mod is
+/// missing outside CI.
+pub(crate) fn tlogcheck() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let have_go = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+            let have_mod = Path::new(GOPATH).join("src/golang.org/x/mod/sumdb/tlog").is_dir();
+            if !have_go || !have_mod {
+                let why = format!("go found: {have_go}; {GOPATH}/src/golang.org/x/mod present: {have_mod}");
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "the independent Go tlog check cannot run under CI: {why}"
+                );
+                eprintln!(
+                    "NOTICE: skipping the independent Go sumdb check ({why}); install golang-go and \
+                     golang-golang-x-mod-dev"
+                );
+                return None;
+            }
+            let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let bin = out_dir.join(format!("tlogcheck-{}", std::process::id()));
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck");
+            let out = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&bin)
+                .arg(".")
+                .current_dir(&src)
+                .env("GO111MODULE", "off")
+                .env("GOPATH", GOPATH)
+                .env("GOCACHE", out_dir.join("cache"))
+                .env("GOFLAGS", "")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "go build tlogcheck: {}", String::from_utf8_lossy(&out.stderr));
+            Some(bin)
+        })
+        .clone()
 }
