@@ -16,11 +16,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::naive::Naive;
 use common::pg::fresh_database;
 use ledger::dsse::Envelope;
 use ledger::keys::SigningKey;
@@ -29,7 +29,6 @@ use ledger::pg::PgLog;
 use ledger::record::Record;
 use ledger::statement::Statement;
 use ledger::store::{AppendOutcome, Entry, Store, StoreError, BATCH_ENTRIES_MAX, RANGE_RECORDS_MAX};
-use ledger::Hash;
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------------
@@ -78,86 +77,6 @@ fn appended(outcomes: &[AppendOutcome]) -> Vec<Record> {
             _ => None,
         })
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Naive RFC 6962 (section 2.1), over leaf hashes, MTH memoised by range
-
-struct Naive {
-    leaves: Vec<Hash>,
-    memo: HashMap<(usize, usize), Hash>,
-}
-
-/// The largest power of two smaller than n (n > 1).
-fn split(n: usize) -> usize {
-    let mut k = 1;
-    while k * 2 < n {
-        k *= 2;
-    }
-    k
-}
-
-impl Naive {
-    fn new(leaves: Vec<Hash>) -> Naive {
-        Naive { leaves, memo: HashMap::new() }
-    }
-
-    /// MTH(D[lo:hi]).
-    fn mth(&mut self, lo: usize, hi: usize) -> Hash {
-        if let Some(h) = self.memo.get(&(lo, hi)) {
-            return *h;
-        }
-        let h = match hi - lo {
-            0 => merkle::empty_root(),
-            1 => self.leaves[lo],
-            n => {
-                let k = split(n);
-                let left = self.mth(lo, lo + k);
-                let right = self.mth(lo + k, hi);
-                merkle::node_hash(&left, &right)
-            }
-        };
-        self.memo.insert((lo, hi), h);
-        h
-    }
-
-    /// PATH(m, D[lo:hi]): the inclusion proof.
-    fn path(&mut self, m: usize, lo: usize, hi: usize) -> Vec<Hash> {
-        let n = hi - lo;
-        if n == 1 {
-            return Vec::new();
-        }
-        let k = split(n);
-        let mut p = if m < k { self.path(m, lo, lo + k) } else { self.path(m - k, lo + k, hi) };
-        p.push(if m < k { self.mth(lo + k, hi) } else { self.mth(lo, lo + k) });
-        p
-    }
-
-    /// PROOF(m, D[0:n]): the consistency proof (empty for m = 0 and m = n).
-    fn consistency(&mut self, m: usize, n: usize) -> Vec<Hash> {
-        if m == 0 || m == n {
-            return Vec::new();
-        }
-        self.subproof(m, 0, n, true)
-    }
-
-    /// SUBPROOF(m, D[lo:hi], b).
-    fn subproof(&mut self, m: usize, lo: usize, hi: usize, b: bool) -> Vec<Hash> {
-        let n = hi - lo;
-        if m == n {
-            return if b { Vec::new() } else { vec![self.mth(lo, hi)] };
-        }
-        let k = split(n);
-        if m <= k {
-            let mut p = self.subproof(m, lo, lo + k, b);
-            p.push(self.mth(lo + k, hi));
-            p
-        } else {
-            let mut p = self.subproof(m - k, lo + k, hi, false);
-            p.push(self.mth(lo, lo + k));
-            p
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,93 +1,18 @@
 //! Inclusion and consistency proofs from the stored-hash tree against a naive recursive
-//! RFC 6962 implementation (written here from the RFC's definitions), for every index and
+//! RFC 6962 implementation (`common/naive.rs`, written from the RFC's definitions), for every index and
 //! every size up to SIZE_MAX; and a flipped bit anywhere makes verification fail.
 
-use std::collections::HashMap;
+mod common;
 
+use common::naive::Naive;
 use ledger::merkle::{
-    self, empty_root, leaf_hash, node_hash, prove_consistency, prove_inclusion, verify_consistency, verify_inclusion,
-    MemoryTree, ProofError,
+    self, empty_root, leaf_hash, prove_consistency, prove_inclusion, verify_consistency, verify_inclusion, MemoryTree,
+    ProofError,
 };
 use ledger::Hash;
 use proptest::prelude::*;
 
 const SIZE_MAX: u64 = 300;
-
-/// RFC 6962 section 2.1 over leaf hashes, MTH memoised by range.
-struct Naive {
-    leaves: Vec<Hash>,
-    memo: HashMap<(usize, usize), Hash>,
-}
-
-/// The largest power of two smaller than n (n > 1).
-fn split(n: usize) -> usize {
-    let mut k = 1;
-    while k * 2 < n {
-        k *= 2;
-    }
-    k
-}
-
-impl Naive {
-    fn new(n: u64) -> Naive {
-        Naive { leaves: (0..n).map(leaf_of).map(|l| leaf_hash(&l)).collect(), memo: HashMap::new() }
-    }
-
-    /// MTH(D[lo:hi]).
-    fn mth(&mut self, lo: usize, hi: usize) -> Hash {
-        if let Some(h) = self.memo.get(&(lo, hi)) {
-            return *h;
-        }
-        let h = match hi - lo {
-            0 => empty_root(),
-            1 => self.leaves[lo],
-            n => {
-                let k = split(n);
-                let left = self.mth(lo, lo + k);
-                let right = self.mth(lo + k, hi);
-                node_hash(&left, &right)
-            }
-        };
-        self.memo.insert((lo, hi), h);
-        h
-    }
-
-    /// PATH(m, D[lo:hi]).
-    fn path(&mut self, m: usize, lo: usize, hi: usize) -> Vec<Hash> {
-        let n = hi - lo;
-        if n == 1 {
-            return Vec::new();
-        }
-        let k = split(n);
-        if m < k {
-            let mut p = self.path(m, lo, lo + k);
-            p.push(self.mth(lo + k, hi));
-            p
-        } else {
-            let mut p = self.path(m - k, lo + k, hi);
-            p.push(self.mth(lo, lo + k));
-            p
-        }
-    }
-
-    /// SUBPROOF(m, D[lo:hi], b).
-    fn subproof(&mut self, m: usize, lo: usize, hi: usize, b: bool) -> Vec<Hash> {
-        let n = hi - lo;
-        if m == n {
-            return if b { Vec::new() } else { vec![self.mth(lo, hi)] };
-        }
-        let k = split(n);
-        if m <= k {
-            let mut p = self.subproof(m, lo, lo + k, b);
-            p.push(self.mth(lo + k, hi));
-            p
-        } else {
-            let mut p = self.subproof(m - k, lo + k, hi, false);
-            p.push(self.mth(lo, lo + k));
-            p
-        }
-    }
-}
 
 fn leaf_of(i: u64) -> Vec<u8> {
     format!("leaf {i}").into_bytes()
@@ -110,7 +35,7 @@ fn flip(h: &Hash, bit: usize) -> Hash {
 #[test]
 fn inclusion_proofs_match_naive_rfc6962_for_every_index_and_size() {
     let tree = memory_tree(SIZE_MAX);
-    let mut naive = Naive::new(SIZE_MAX);
+    let mut naive = Naive::new((0..SIZE_MAX).map(leaf_of).map(|l| leaf_hash(&l)).collect());
     for size in 1..=SIZE_MAX {
         let root = naive.mth(0, size as usize);
         assert_eq!(tree.root_at(size).unwrap(), root, "root of size {size}");
@@ -141,7 +66,7 @@ fn inclusion_proofs_match_naive_rfc6962_for_every_index_and_size() {
 #[test]
 fn consistency_proofs_match_naive_rfc6962_for_every_pair_of_sizes() {
     let tree = memory_tree(SIZE_MAX);
-    let mut naive = Naive::new(SIZE_MAX);
+    let mut naive = Naive::new((0..SIZE_MAX).map(leaf_of).map(|l| leaf_hash(&l)).collect());
     let roots: Vec<Hash> = (0..=SIZE_MAX).map(|n| naive.mth(0, n as usize)).collect();
     for new in 1..=SIZE_MAX {
         for old in 1..=new {
