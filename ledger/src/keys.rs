@@ -41,7 +41,8 @@ pub enum KeyError {
         /// The id of the name and key ([`key_id`]).
         computed: u32,
     },
-    /// The algorithm byte is not [`ALG_ED25519`].
+    /// The algorithm byte is not the expected one ([`ALG_ED25519`] for note keys, 0x04 for
+    /// witness keys).
     #[error("unsupported key algorithm {0:#04x}")]
     Algorithm(u8),
     /// The key file could not be read.
@@ -345,12 +346,22 @@ impl fmt::Debug for SigningKey {
 
 /// Splits `<name>+<hex id>+<base64(0x01 || 32 bytes)>`, the shape both key texts share.
 fn split_key_text<'a>(text: &'a str, wrong_length: &'static str) -> Result<(&'a str, u32, [u8; 32]), KeyError> {
+    split_key_text_of(text, ALG_ED25519, wrong_length)
+}
+
+/// Splits `<name>+<hex id>+<base64(alg || 32 bytes)>` for one algorithm byte (witness keys
+/// use the same shape with 0x04).
+pub(crate) fn split_key_text_of<'a>(
+    text: &'a str,
+    alg_expected: u8,
+    wrong_length: &'static str,
+) -> Result<(&'a str, u32, [u8; 32]), KeyError> {
     let (name, rest) = text.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
     let (id_hex, key_b64) = rest.split_once('+').ok_or(KeyError::Malformed("expected name+id+key"))?;
     let stated = parse_key_id(id_hex)?;
     let raw = b64::decode(key_b64).map_err(|_| KeyError::Malformed("bad base64 in key"))?;
     let (alg, bytes) = raw.split_first().ok_or(KeyError::Malformed("empty key"))?;
-    if *alg != ALG_ED25519 {
+    if *alg != alg_expected {
         return Err(KeyError::Algorithm(*alg));
     }
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Malformed(wrong_length))?;

@@ -11,6 +11,7 @@
 #![warn(unreachable_pub)]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod dsse;
 pub mod keys;
 pub mod limits;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod seen;
 pub mod statement;
 pub mod store;
+pub mod tile;
 
 /// A SHA-256 or BLAKE3 digest.
 pub type Hash = [u8; 32];

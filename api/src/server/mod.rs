@@ -84,6 +84,11 @@ impl App {
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.published.load_full()
     }
+
+    /// The checkpoint note readers are given at `/checkpoint` and `/v1/checkpoint`.
+    pub(crate) fn checkpoint_note(&self) -> String {
+        self.snapshot().checkpoint.clone()
+    }
 }
 
 pub(crate) struct ServeConfig {

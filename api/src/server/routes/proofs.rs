@@ -34,7 +34,7 @@ async fn log_info(State(app): State<AppState>) -> Json<LogInfo> {
 }
 
 async fn checkpoint(State(app): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], app.snapshot().checkpoint.clone())
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], app.checkpoint_note())
 }
 
 #[derive(Deserialize)]
