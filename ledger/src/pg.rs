@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use crate::store::{StoreError, Upstream, UpstreamBatch};
 use crate::Hash;
@@ -26,6 +26,9 @@ pub const SCHEMA_VERSION: i32 = 1;
 pub const LEADER_LOCK_KEY: i64 = 0x6772_616e_746c_696e;
 /// NOTIFY channel: the new size after every commit (a wake-up; followers also poll).
 pub const NOTIFY_CHANNEL: &str = "grantline_log";
+
+/// How long a connection that just failed a call gets to show it is still alive.
+const CONNECTION_CHECK_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Connecting gives up after this long.
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
@@ -96,9 +99,28 @@ pub struct Head {
 pub struct PgLog {
     url: String,
     client: Mutex<Option<Client>>,
+    /// The commit statement, prepared once per connection (cleared with the connection): a
+    /// batch is then one round trip.
+    commit_statement: Mutex<Option<Statement>>,
     /// The epoch this writer commits under.
     epoch: AtomicU64,
 }
+
+/// A whole batch in one statement, so one round trip and one implicit transaction: lock the
+/// head, and only if it still is (size, chain, epoch) as this writer expects, insert the
+/// records and hashes, move the head and notify the followers. The head as locked comes back
+/// for the error message when it moved.
+const COMMIT_SQL: &str = "\
+WITH head AS (SELECT size, chain, epoch FROM grantline_head FOR UPDATE), \
+ok AS (SELECT 1 FROM head WHERE size = $1 AND chain = $2 AND epoch = $3), \
+records AS (INSERT INTO grantline_records (seq, id, leaf) \
+    SELECT * FROM unnest($4::bigint[], $5::text[], $6::bytea[]) WHERE EXISTS (SELECT 1 FROM ok) RETURNING 1), \
+hashes AS (INSERT INTO grantline_hashes (idx, hash) \
+    SELECT * FROM unnest($7::bigint[], $8::bytea[]) WHERE EXISTS (SELECT 1 FROM ok) RETURNING 1), \
+moved AS (UPDATE grantline_head SET size = $9, root = $10, chain = $11 WHERE EXISTS (SELECT 1 FROM ok) RETURNING 1) \
+SELECT head.size, head.epoch, (SELECT count(*) FROM moved), (SELECT count(*) FROM records), \
+    (SELECT count(*) FROM hashes), (SELECT count(*) FROM (SELECT pg_notify($12, $13) FROM ok) AS notified) \
+FROM head";
 
 fn db_error(what: &str, e: postgres::Error) -> StoreError {
     // The server's own message (e.g. the append-only trigger's) is in the source.
@@ -166,7 +188,12 @@ impl PgLog {
         )
         .map_err(|e| db_error("creating the schema", e))?;
         tx.commit().map_err(|e| db_error("creating the schema", e))?;
-        Ok(PgLog { url: url.to_string(), client: Mutex::new(Some(client)), epoch: AtomicU64::new(1) })
+        Ok(PgLog {
+            url: url.to_string(),
+            client: Mutex::new(Some(client)),
+            commit_statement: Mutex::new(None),
+            epoch: AtomicU64::new(1),
+        })
     }
 
     /// Connects to a database made by [`PgLog::create`]; refuses one without a ledger or of
@@ -191,7 +218,12 @@ impl PgLog {
                 "the database's schema version is {version}; this grantline reads version {SCHEMA_VERSION}"
             )));
         }
-        let log = PgLog { url: url.to_string(), client: Mutex::new(Some(client)), epoch: AtomicU64::new(0) };
+        let log = PgLog {
+            url: url.to_string(),
+            client: Mutex::new(Some(client)),
+            commit_statement: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+        };
         let head = log.head()?;
         log.epoch.store(head.epoch, Ordering::Release);
         Ok(log)
@@ -203,12 +235,16 @@ impl PgLog {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.as_ref().map_or(true, Client::is_closed) {
             *guard = None;
+            // A statement belongs to the connection that prepared it.
+            *self.commit_statement.lock().unwrap_or_else(|e| e.into_inner()) = None;
             *guard = Some(connect_client(&self.url)?);
         }
         match guard.as_mut() {
             Some(client) => {
                 let result = f(client);
-                if client.is_closed() {
+                // A failed call may see the connection gone before the client marks it closed;
+                // ask, so the next call reconnects instead of failing the same way.
+                if client.is_closed() || (result.is_err() && client.is_valid(CONNECTION_CHECK_TIMEOUT).is_err()) {
                     *guard = None;
                 }
                 result
@@ -433,41 +469,57 @@ impl Upstream for PgLog {
         let first = to_i64(batch.first_hash_index)?;
         let indexes: Vec<i64> = (0..batch.hashes.len() as i64).map(|i| first + i).collect();
         let hashes: Vec<&[u8]> = batch.hashes.iter().map(|h| &h[..]).collect();
+        let records_count = batch.records.len() as i64;
+        let hashes_count = batch.hashes.len() as i64;
         self.with_client(|c| {
-            let mut tx = c.transaction().map_err(|e| db_error("commit", e))?;
-            let row = tx
-                .query_one("SELECT size, chain, epoch FROM grantline_head FOR UPDATE", &[])
+            let statement = {
+                let mut cached = self.commit_statement.lock().unwrap_or_else(|e| e.into_inner());
+                match cached.as_ref() {
+                    Some(statement) => statement.clone(),
+                    None => {
+                        let statement = c.prepare(COMMIT_SQL).map_err(|e| db_error("commit: prepare", e))?;
+                        *cached = Some(statement.clone());
+                        statement
+                    }
+                }
+            };
+            let row = c
+                .query_one(
+                    &statement,
+                    &[
+                        &old_size,
+                        &&batch.old_chain[..],
+                        &epoch,
+                        &seqs,
+                        &ids,
+                        &leaves,
+                        &indexes,
+                        &hashes,
+                        &new_size,
+                        &&batch.new_root[..],
+                        &&batch.new_chain[..],
+                        &NOTIFY_CHANNEL,
+                        &new_size.to_string(),
+                    ],
+                )
                 .map_err(|e| db_error("commit", e))?;
-            let (size, chain, head_epoch): (i64, Vec<u8>, i64) = (row.get(0), row.get(1), row.get(2));
+            let (size, head_epoch, moved): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            if moved == 1 {
+                let (records, hashes): (i64, i64) = (row.get(3), row.get(4));
+                if (records, hashes) != (records_count, hashes_count) {
+                    // The statement is atomic; this would be a database that broke it.
+                    return Err(StoreError::Upstream(format!(
+                        "commit wrote {records} records and {hashes} hashes of {records_count} and {hashes_count}"
+                    )));
+                }
+                return Ok(());
+            }
             if head_epoch != epoch {
                 return Err(StoreError::HeadMoved(format!(
                     "another leader took over (epoch {head_epoch}, this writer's {epoch})"
                 )));
             }
-            if size != old_size || chain.as_slice() != batch.old_chain.as_slice() {
-                return Err(StoreError::HeadMoved(format!(
-                    "the database holds {size} records, this writer expected {old_size}"
-                )));
-            }
-            tx.execute(
-                "INSERT INTO grantline_records (seq, id, leaf) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
-                &[&seqs, &ids, &leaves],
-            )
-            .map_err(|e| db_error("commit: records", e))?;
-            tx.execute(
-                "INSERT INTO grantline_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                &[&indexes, &hashes],
-            )
-            .map_err(|e| db_error("commit: hashes", e))?;
-            tx.execute("UPDATE grantline_head SET size = $1, root = $2, chain = $3", &[
-                &new_size,
-                &&batch.new_root[..],
-                &&batch.new_chain[..],
-            ])
-            .map_err(|e| db_error("commit: head", e))?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &new_size.to_string()])
-                .map_err(|e| db_error("commit: notify", e))?;
-            tx.commit().map_err(|e| db_error("commit", e))
+            Err(StoreError::HeadMoved(format!("the database holds {size} records, this writer expected {old_size}")))
         })
     }
 

@@ -53,6 +53,7 @@ use ledger::dsse::Envelope;
 use ledger::keys::SigningKey;
 use ledger::statement::{format_rfc3339_ms, Statement};
 use ledger::store::{AppendOutcome, Entry, BATCH_ENTRIES_MAX};
+use ledger::tile::{Kind, Tile, TILE_WIDTH};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -91,6 +92,10 @@ pub(crate) enum Mode {
     Inclusion,
     /// `GET /v1/proofs/consistency?from=&to=` at the log size when the run starts.
     Consistency,
+    /// `GET /tile/0/<N>`: random full level-0 hash tiles (C2SP tlog-tiles) of the log.
+    Tiles,
+    /// `GET /tile/entries/<N>`: random full entry bundles of the log.
+    Entries,
     /// Post pre-signed GitHub `push` deliveries (202 ignored), each with a new delivery id.
     WebhookIgnored,
     /// Post pre-signed completed `workflow_job` deliveries that the server meters (200).
@@ -986,7 +991,11 @@ async fn drive(args: &LoadgenArgs) -> Result<Report, CliError> {
             probe(&http, GATE_PATH, posts.first().cloned(), ALLOWED).await?;
             Plan::Reads(Reads::Posts { path: GATE_PATH, posts: Arc::new(posts), expect: ALLOWED })
         }
-        (Mode::AccessCheck | Mode::Allocations | Mode::Inclusion | Mode::Consistency, _, _) => Plan::Reads(Reads::Gets),
+        (
+            Mode::AccessCheck | Mode::Allocations | Mode::Inclusion | Mode::Consistency | Mode::Tiles | Mode::Entries,
+            _,
+            _,
+        ) => Plan::Reads(Reads::Gets),
         (Mode::WebhookIgnored | Mode::WebhookMetered | Mode::WebhookDuplicate | Mode::Gate, _, None) => {
             return Err(CliError::new(
                 "this mode needs --github-org ORG (and --github-secret FILE for the webhook modes): those the server runs with",
@@ -1162,6 +1171,8 @@ async fn read_all(http: &Arc<Http>, args: &LoadgenArgs, cast: Option<&Cast>, siz
     };
     let reads = Arc::new(reads);
     let connections = args.connections;
+    // The tile modes read full tiles only (a log of fewer than 256 records has none to read).
+    let full_tiles = (size / TILE_WIDTH).max(1);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|task| {
@@ -1184,6 +1195,11 @@ async fn read_all(http: &Arc<Http>, args: &LoadgenArgs, cast: Option<&Cast>, siz
                         Mode::Allocations => format!("/v1/allocations?project={project}"),
                         Mode::Inclusion => format!("/v1/proofs/inclusion/{}?size={size}", rng.below(size)),
                         Mode::Consistency => format!("/v1/proofs/consistency?from={}&to={size}", 1 + rng.below(size)),
+                        Mode::Tiles => format!("/{}", Tile::full(0, rng.below(full_tiles)).path()),
+                        Mode::Entries => {
+                            let index = rng.below(full_tiles);
+                            format!("/{}", Tile { kind: Kind::Entries, index, width: TILE_WIDTH as u16 }.path())
+                        }
                         _ => return tally,
                     };
                     tally.timed(&mut conn, "GET", &path, Req::default(), Expect::status(200)).await;
@@ -1198,6 +1214,8 @@ async fn read_all(http: &Arc<Http>, args: &LoadgenArgs, cast: Option<&Cast>, siz
         Mode::Allocations => "allocations",
         Mode::Inclusion => "inclusion proofs",
         Mode::Consistency => "consistency proofs",
+        Mode::Tiles => "hash tiles (full, level 0)",
+        Mode::Entries => "entry bundles (full)",
         Mode::WebhookDuplicate => "webhook deliveries (push, duplicate_delivery)",
         Mode::Gate => "job gate decisions (allowed)",
         Mode::Appends | Mode::WebhookIgnored | Mode::WebhookMetered | Mode::Fill => "none",
