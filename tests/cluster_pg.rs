@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use api::json::{Receipt, RecordJson};
 use common::cluster::*;
 use ledger::checkpoint::Checkpoint;
+use ledger::tile::TileReader;
 use rand::Rng;
 
 const NODES: usize = 3;
@@ -89,8 +90,50 @@ fn verify_everything(cluster: &Cluster, history: &History) {
     let node = cluster.nodes.iter().find(|n| n.live()).unwrap();
     let verified = crash_support::verify_log(&node.url, &cluster.log_key);
     assert_eq!(verified.size, history.size);
+    tiles_agree(cluster, history.size);
     let panics = cluster.panics();
     assert!(panics.is_empty(), "a node panicked:\n{}", panics.join("\n"));
+}
+
+/// Reads a node's C2SP tiles over HTTP.
+struct NodeTiles {
+    url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl TileReader for NodeTiles {
+    fn read(&self, tile: &ledger::tile::Tile) -> Result<Vec<u8>, String> {
+        let response = self.http.get(format!("{}/{}", self.url, tile.path())).send().map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        response.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// Tiles come through the storage seam: every live node (followers from their replicas) serves
+/// the final log's tiles, each authenticated against the final root, with the same bytes.
+fn tiles_agree(cluster: &Cluster, size: u64) {
+    let mut first: Option<Vec<Vec<u8>>> = None;
+    for node in cluster.nodes.iter().filter(|n| n.live()) {
+        let info = node.log_info();
+        assert_eq!(info.size, size, "node {} serves another size", node.url);
+        let root = ledger::b64::decode_hash(&info.root).unwrap();
+        let reader = NodeTiles { url: node.url.clone(), http: reqwest::blocking::Client::new() };
+        let auth = ledger::tile::authenticate(size, root, &reader)
+            .unwrap_or_else(|e| panic!("the tiles of node {} do not authenticate: {e}", node.url));
+        let mut served: Vec<Vec<u8>> =
+            ledger::tile::hash_tiles(size).iter().map(|t| auth.tile_bytes(t).unwrap()).collect();
+        for bundle in ledger::tile::entry_bundles(size) {
+            let bytes = reader.read(&bundle).unwrap();
+            auth.check_bundle(&bundle, &bytes).unwrap_or_else(|e| panic!("node {}: {e}", node.url));
+            served.push(bytes);
+        }
+        match &first {
+            None => first = Some(served),
+            Some(expected) => assert!(*expected == served, "node {} serves other tiles", node.url),
+        }
+    }
 }
 
 fn summary(test: &str, history: &History, started: Instant) {

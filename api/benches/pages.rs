@@ -131,6 +131,7 @@ fn render(c: &mut Criterion) {
         checkpoint: format!("{ORIGIN}\n{}\nAAAA\n\n— {ORIGIN} BBBB\n", state.size()),
         log_key: SigningKey::from_seed(ORIGIN, [3; 32]).unwrap().verifier().to_string(),
         now_ms: T0_MS + USAGE_DAYS * DAY_MS,
+        witnesses: Vec::new(),
     };
     assert_eq!(state.stats(facts.now_ms).active_grants, GRANTS as u64);
     let mut group = c.benchmark_group("pages_10k_grants");

@@ -92,6 +92,15 @@ impl Client {
     /// idempotent, a POST of an envelope included), and reads at most
     /// `CLIENT_RESPONSE_BYTES_MAX` of the body. A non-2xx answer is a [`ClientError::Problem`].
     fn send(&self, request: impl Fn() -> reqwest::blocking::RequestBuilder) -> Result<(u16, Vec<u8>), ClientError> {
+        self.send_limited(request, CLIENT_RESPONSE_BYTES_MAX)
+    }
+
+    /// [`Client::send`], reading at most `bytes_max` of the body.
+    fn send_limited(
+        &self,
+        request: impl Fn() -> reqwest::blocking::RequestBuilder,
+        bytes_max: u64,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -107,7 +116,7 @@ impl Client {
                 std::thread::sleep(Duration::from_millis(wait_ms));
                 continue;
             }
-            let body = read_limited(resp)?;
+            let body = read_limited(resp, bytes_max)?;
             if status.is_success() {
                 return Ok((status.as_u16(), body));
             }
@@ -143,6 +152,12 @@ impl Client {
     pub(crate) fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let (_, body) = self.send(|| self.http.get(self.url(path)))?;
         String::from_utf8(body).map_err(|_| ClientError::Decode(format!("{path}: not UTF-8")))
+    }
+
+    /// GET `path` as raw bytes, at most `bytes_max` of them (tiles, a checkpoint note as served).
+    pub(crate) fn get_bytes(&self, path: &str, bytes_max: u64) -> Result<Vec<u8>, ClientError> {
+        let (_, body) = self.send_limited(|| self.http.get(self.url(path)), bytes_max)?;
+        Ok(body)
     }
 
     /// `GET /v1/log`: origin and keys.
@@ -281,14 +296,14 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     said
 }
 
-/// The body, refused past `CLIENT_RESPONSE_BYTES_MAX` bytes.
-fn read_limited(resp: reqwest::blocking::Response) -> Result<Vec<u8>, ClientError> {
+/// The body, refused past `bytes_max` bytes (`CLIENT_RESPONSE_BYTES_MAX` unless said).
+fn read_limited(resp: reqwest::blocking::Response, bytes_max: u64) -> Result<Vec<u8>, ClientError> {
     let mut body = Vec::new();
-    let read = resp.take(CLIENT_RESPONSE_BYTES_MAX + 1).read_to_end(&mut body);
+    let read = resp.take(bytes_max + 1).read_to_end(&mut body);
     match read {
         Err(e) => Err(ClientError::Decode(format!("cannot read the response: {e}"))),
-        Ok(_) if body.len() as u64 > CLIENT_RESPONSE_BYTES_MAX => {
-            Err(ClientError::Decode(format!("the response is larger than {CLIENT_RESPONSE_BYTES_MAX} bytes")))
+        Ok(_) if body.len() as u64 > bytes_max => {
+            Err(ClientError::Decode(format!("the response is larger than {bytes_max} bytes")))
         }
         Ok(_) => Ok(body),
     }

@@ -10,6 +10,7 @@
 //! - `server`: the HTTP service (routes, sequencer, published snapshot, SSE, metrics) and the
 //!   routes of the public pages, which `pages` renders.
 //! - `client`: the one HTTP client (retries, limits) of the CLI, `verify` and `monitor`.
+//! - `tiles`: C2SP tile readers (HTTP, a directory) and `mirror`, a verified static copy.
 //! - `audit`: `verify`, `export`/`import`, receipts, `monitor`.
 //! - `cli`: the `grantline` commands, the load generator among them.
 //! - `json`, `problem`, `limits`: wire shapes, RFC 9457 problems, every limit of this crate.
@@ -26,6 +27,8 @@ mod pages;
 mod problem;
 mod server;
 mod state_snapshot;
+mod tiles;
+mod witness;
 
 pub use cli::main;
 
@@ -44,6 +47,6 @@ pub mod testing {
     pub use crate::audit::statefile::SignedCheckpoint;
     pub use crate::datadir::{init, open, DataDir, Opened};
     pub use crate::fold::{verify_signers, Fold};
-    pub use crate::pages::{index, project, requests, sponsor, LogFacts};
+    pub use crate::pages::{index, project, requests, sponsor, LogFacts, WitnessFact};
     pub use crate::state_snapshot::{restore, save, STATE_SNAPSHOT_META_KEY};
 }

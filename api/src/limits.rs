@@ -60,6 +60,18 @@ pub(crate) const CLIENT_RESPONSE_BYTES_MAX: u64 = EVENTS_PAGE_RECORDS_MAX as u64
 /// Largest input file (`--data @file`, YAML files) the CLI reads.
 pub(crate) const CLIENT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
+// The C2SP tile API (`/checkpoint`, `/tile/...`).
+
+/// `Cache-Control: max-age` of `/checkpoint`: it changes with every batch, so a cache may hold
+/// it only this long.
+pub(crate) const CHECKPOINT_MAX_AGE_S: u64 = 2;
+/// `Cache-Control: max-age` of a full tile or entry bundle (one year, with `immutable`): it
+/// never changes.
+pub(crate) const TILE_IMMUTABLE_MAX_AGE_S: u64 = 31_536_000;
+/// `Cache-Control: max-age` of a partial tile or bundle: readers move on to a wider one as the
+/// log grows.
+pub(crate) const PARTIAL_TILE_MAX_AGE_S: u64 = 10;
+
 // Projection snapshots.
 
 /// The sequencer saves a snapshot (in the background) each time the log grows by this many
@@ -110,11 +122,51 @@ pub(crate) const KEY_FILE_BYTES_MAX: u64 = 4096;
 pub(crate) const NOTE_FILE_BYTES_MAX: u64 = ledger::note::NOTE_BYTES_MAX as u64;
 /// A receipt holds one record's JSON, a proof and a checkpoint.
 pub(crate) const RECEIPT_FILE_BYTES_MAX: u64 = 4 << 20;
-/// Attempts to get a checkpoint that covers a record just appended (checkpoints are
-/// published right after each batch, so one more look is normally enough).
-pub(crate) const PROVE_ATTEMPTS_MAX: u32 = 20;
-/// Wait between those attempts.
+/// How long `prove` waits for a checkpoint that covers a record just appended. Without
+/// witnesses one is published right after each batch; with them the served checkpoint is the
+/// newest cosigned one, a witness round or two behind.
+pub(crate) const PROVE_WAIT_MS: u64 = 5 * WITNESS_ROUND_INTERVAL_MS;
+/// Wait between looks at the checkpoint while `prove` waits.
 pub(crate) const PROVE_RETRY_MS: u64 = 100;
+
+// Reading tiles: `grantline mirror` and `verify --tiles` (DESIGN.md section 12).
+
+/// Tiles and entry bundles fetched (or read from disk, checked and written) at once.
+pub(crate) const TILE_FETCHES_PARALLEL_MAX: usize = 8;
+/// A hash tile is at most this long: 256 hashes.
+pub(crate) const TILE_HASH_BYTES_MAX: u64 = ledger::tile::TILE_WIDTH * ledger::tile::HASH_BYTES as u64;
+/// An entry bundle is at most this long: 256 entries, each a u16 length and a leaf.
+pub(crate) const TILE_BUNDLE_BYTES_MAX: u64 = ledger::tile::TILE_WIDTH * (2 + ledger::record::LEAF_BYTES_MAX as u64);
+/// `mirror --progress` off a terminal: at most one plain progress line per this long.
+pub(crate) const MIRROR_PROGRESS_LINE_INTERVAL_MS: u64 = 1000;
+
+// Witnesses (DESIGN.md section 12): the log's client of C2SP tlog-witness.
+
+/// At most one witness round (a new checkpoint sent to the witnesses) this often, and a
+/// backed-off witness is retried only on this beat.
+pub(crate) const WITNESS_ROUND_INTERVAL_MS: u64 = 2_000;
+/// A witness request (connect, send, answer) gives up after this long.
+pub(crate) const WITNESS_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Connecting to a witness gives up after this long.
+pub(crate) const WITNESS_CONNECT_TIMEOUT_MS: u64 = 3_000;
+/// A witness that failed is next asked after this long, doubled on each further failure...
+pub(crate) const WITNESS_BACKOFF_MIN_MS: u64 = 1_000;
+/// ...up to this long.
+pub(crate) const WITNESS_BACKOFF_MAX_MS: u64 = 60_000;
+/// Environment variable that lowers the longest backoff (tests bring a witness back quickly).
+pub(crate) const WITNESS_BACKOFF_MAX_ENV: &str = "GRANTLINE_WITNESS_BACKOFF_MAX_MS";
+/// A witness's answer is a few cosignature lines; anything longer is refused.
+pub(crate) const WITNESS_RESPONSE_BYTES_MAX: usize = 16 * 1024;
+/// A refusal or failure of one witness is logged at most this often (the rest are counted).
+pub(crate) const WITNESS_FAILURE_LOG_INTERVAL_MS: u64 = 60_000;
+/// Bytes of a witness's refusal quoted in the log.
+pub(crate) const WITNESS_REFUSAL_QUOTE_BYTES_MAX: usize = 512;
+/// Recent checkpoints still collecting cosignatures (older ones are dropped).
+pub(crate) const WITNESS_CHECKPOINTS_PENDING_MAX: usize = 16;
+/// Witnesses one log or reader may list: each adds a line to the checkpoint note, which holds at
+/// most `NOTE_SIGNATURES_MAX` signatures (the log's own among them).
+pub(crate) const WITNESSES_MAX: usize = 32;
+const _: () = assert!(WITNESSES_MAX < ledger::note::NOTE_SIGNATURES_MAX);
 
 // The load generator.
 
@@ -183,3 +235,13 @@ pub(crate) const FORWARD_TIMEOUT_MS: u64 = 4_000;
 /// A follower holds a forwarded write's receipt at most this long until it has published the
 /// record itself (read-your-writes at the node a client talks to).
 pub(crate) const FORWARD_CATCH_UP_MS: u64 = 1_000;
+
+// The witness (`grantline witness serve`, DESIGN.md section 12).
+
+/// Consistency proof lines in an `add-checkpoint` body at most (C2SP tlog-witness).
+pub(crate) const WITNESS_PROOF_HASHES_MAX: usize = 63;
+/// Largest `add-checkpoint` body (413 above). The old size line and the proof take under 3 KB;
+/// the rest is room for a checkpoint note with dozens of signature lines.
+pub(crate) const WITNESS_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Open connections to a witness; more are closed at once (its clients are a few logs).
+pub(crate) const WITNESS_CONNECTIONS_MAX: usize = 256;

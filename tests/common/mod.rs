@@ -37,11 +37,16 @@ impl Server {
     }
 
     pub(crate) fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with_args(data, &[], env)
+    }
+
+    /// Like [`Server::start_with_env`], with more `serve` arguments (`--witness URL=VKEY`, say).
+    pub(crate) fn start_with_args(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         // `serve --data DIR` refuses a directory that is not a ledger yet: `init` it first, as
         // an operator would, with the defaults `serve` uses for ./grantline-data.
         let mut printed = init_if_new(data, env);
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"]).arg(data).args(args);
         let mut server = Server::spawn(cmd, data, env);
         printed.append(&mut server.stdout);
         server.stdout = printed;

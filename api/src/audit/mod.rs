@@ -21,6 +21,7 @@ pub(crate) mod monitor;
 pub(crate) mod receipt;
 pub(crate) mod source;
 pub(crate) mod statefile;
+pub(crate) mod tiles;
 
 /// Process exit codes of the auditor commands.
 pub mod exit {
@@ -202,6 +203,74 @@ pub(crate) fn read_log_key(text_or_path: &str) -> Result<ledger::keys::VerifierK
     }
     Err(AuditError::Usage(format!(
         "--log-key {text_or_path:?} is neither a verifier key (name+id+base64) nor a file holding one"
+    )))
+}
+
+/// The witnesses a reader requires (`--witness VKEY … --witness-quorum K`): `quorum` valid
+/// cosignatures by distinct listed witnesses on every checkpoint it accepts.
+#[derive(Debug, Clone)]
+pub(crate) struct Witnesses {
+    pub keys: Vec<ledger::cosignature::CosignerKey>,
+    pub quorum: usize,
+}
+
+impl Witnesses {
+    /// From the flags: `keys` as given (text or files), `quorum` defaulting to all of them.
+    /// `None` when no witness is listed.
+    pub(crate) fn from_flags(keys: &[String], quorum: Option<usize>) -> Result<Option<Witnesses>, AuditError> {
+        if keys.is_empty() {
+            return match quorum {
+                Some(_) => Err(AuditError::Usage("--witness-quorum needs at least one --witness".into())),
+                None => Ok(None),
+            };
+        }
+        if keys.len() > crate::limits::WITNESSES_MAX {
+            return Err(AuditError::Usage(format!("at most {} --witness keys", crate::limits::WITNESSES_MAX)));
+        }
+        let keys = keys.iter().map(|k| read_witness_key(k)).collect::<Result<Vec<_>, _>>()?;
+        let quorum = quorum.unwrap_or(keys.len());
+        if quorum == 0 || quorum > keys.len() {
+            return Err(AuditError::Usage(format!(
+                "--witness-quorum {quorum} must be between 1 and the {} witnesses listed",
+                keys.len()
+            )));
+        }
+        Ok(Some(Witnesses { keys, quorum }))
+    }
+
+    /// Requires the quorum on `note`, a checkpoint of `size` records (`whence` names it); a
+    /// shortfall is a checkpoint failure.
+    pub(crate) fn require(
+        &self,
+        note: &str,
+        size: u64,
+        whence: &str,
+    ) -> Result<Vec<ledger::cosignature::Cosigned>, AuditError> {
+        ledger::cosignature::require_quorum(note.as_bytes(), size, &self.keys, self.quorum)
+            .map_err(|e| AuditError::Failed(Failure::new(FailureKind::Checkpoint, None, format!("{whence}: {e}"))))
+    }
+}
+
+/// Reads a witness's verifier key (`name+id+base64(0x04 || key)`) from its text or a file
+/// holding it (`grantline witness keygen` writes FILE.pub).
+pub(crate) fn read_witness_key(text_or_path: &str) -> Result<ledger::cosignature::CosignerKey, AuditError> {
+    use ledger::cosignature::CosignerKey;
+    let path = std::path::Path::new(text_or_path);
+    match CosignerKey::parse(text_or_path) {
+        Ok(key) => return Ok(key),
+        Err(e) if !path.exists() && text_or_path.contains('+') => {
+            return Err(AuditError::Usage(format!("--witness {text_or_path:?} is not a witness verifier key: {e}")));
+        }
+        Err(_) => {}
+    }
+    if path.is_file() {
+        let text = read_small_file(path, KEY_FILE_BYTES_MAX)?;
+        let text = String::from_utf8(text).map_err(|_| AuditError::Usage(format!("{}: not UTF-8", path.display())))?;
+        return CosignerKey::parse(&text)
+            .map_err(|e| AuditError::Usage(format!("{}: not a witness verifier key: {e}", path.display())));
+    }
+    Err(AuditError::Usage(format!(
+        "--witness {text_or_path:?} is neither a witness verifier key (name+id+base64) nor a file holding one"
     )))
 }
 

@@ -19,7 +19,7 @@ use ledger::Hash;
 use super::archive::open_checkpoint;
 use super::engine::{leaf_of, record_fields_agree};
 use super::statefile::{self, SignedCheckpoint};
-use super::{AuditError, Failure, FailureKind};
+use super::{AuditError, Failure, FailureKind, Witnesses};
 use crate::client::Client;
 use crate::json::{hashes_from_b64, RecordJson};
 use crate::limits::EXPORT_LINE_BYTES_MAX;
@@ -35,6 +35,8 @@ pub(crate) struct MonitorOptions {
     pub once: bool,
     /// Stop (successfully) after this long.
     pub duration_ms: Option<u64>,
+    /// Witnesses whose quorum every accepted checkpoint must carry.
+    pub witnesses: Option<Witnesses>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +50,7 @@ struct Monitor<'a> {
     server: &'a Client,
     log_key: &'a VerifierKey,
     state_path: &'a Path,
+    witnesses: Option<&'a Witnesses>,
     last: Option<SignedCheckpoint>,
     next_seq: u64,
     head: Hash,
@@ -66,6 +69,9 @@ impl Monitor<'_> {
     fn accept(&mut self, note: &str) -> Result<(), AuditError> {
         let new = open_checkpoint(note, self.log_key, "the server's checkpoint")?;
         let cp = &new.checkpoint;
+        if let Some(witnesses) = self.witnesses {
+            witnesses.require(note, cp.size, "the server's checkpoint")?;
+        }
         if let Some(last) = &self.last {
             let old = &last.checkpoint;
             // The acceptance rule is the ledger's; the proof is fetched only when it needs one.
@@ -304,6 +310,7 @@ pub(crate) fn run(
         server,
         log_key,
         state_path,
+        witnesses: opts.witnesses.as_ref(),
         last: saved.clone(),
         next_seq: 0,
         head: [0; 32],

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::open_checkpoint;
 use super::engine::{leaf_of, record_fields_agree};
-use super::{AuditError, Failure, FailureKind};
+use super::{AuditError, Failure, FailureKind, Witnesses};
 use crate::client::Client;
 use crate::json::{hashes_from_b64, InclusionProof, RecordJson};
-use crate::limits::{PROVE_ATTEMPTS_MAX, PROVE_RETRY_MS};
+use crate::limits::{PROVE_RETRY_MS, PROVE_WAIT_MS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,18 +82,23 @@ pub(crate) fn prove(server: &Client, wanted: &Wanted, log_key: Option<&VerifierK
             return Err(AuditError::Unreadable(format!("asked for seq {seq}, the server sent seq {}", record.seq)));
         }
     }
-    let mut attempt = 0;
+    // The served checkpoint (with its witnesses' cosignatures, when the log has witnesses) may
+    // lag a record just appended by a witness round: wait for one that covers it, boundedly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PROVE_WAIT_MS);
     let (note, checkpoint) = loop {
-        attempt += 1;
         let note = server.checkpoint()?;
         let cp = open_checkpoint(&note, &key, "the server's checkpoint")?;
         if cp.checkpoint.size > record.seq {
             break (note, cp.checkpoint);
         }
-        if attempt >= PROVE_ATTEMPTS_MAX {
+        if std::time::Instant::now() >= deadline {
             return Err(AuditError::Unreadable(format!(
-                "the server's checkpoint ({} records) does not include seq {} yet",
-                cp.checkpoint.size, record.seq
+                "the server's checkpoint ({} records) does not cover seq {} yet after waiting {} s (a log with \
+                 witnesses serves its newest cosigned checkpoint, which may lag behind while a witness is \
+                 unreachable); try again later",
+                cp.checkpoint.size,
+                record.seq,
+                PROVE_WAIT_MS / 1000
             )));
         }
         std::thread::sleep(std::time::Duration::from_millis(PROVE_RETRY_MS));
@@ -102,6 +107,19 @@ pub(crate) fn prove(server: &Client, wanted: &Wanted, log_key: Option<&VerifierK
     let receipt = Receipt { record, inclusion, checkpoint: note };
     verify(&receipt.to_bytes(), &key)?;
     Ok(receipt)
+}
+
+/// [`verify`], and then `witnesses`' quorum of cosignatures on the receipt's checkpoint.
+pub(crate) fn verify_witnessed(
+    bytes: &[u8],
+    log_key: &VerifierKey,
+    witnesses: &Witnesses,
+) -> Result<Proven, AuditError> {
+    let proven = verify(bytes, log_key)?;
+    let receipt: Receipt =
+        serde_json::from_slice(bytes).map_err(|e| AuditError::Usage(format!("not a grantline receipt: {e}")))?;
+    witnesses.require(&receipt.checkpoint, proven.tree_size, "the receipt's checkpoint")?;
+    Ok(proven)
 }
 
 /// Checks a receipt with no server: the checkpoint signature with the pinned key, the leaf

@@ -13,9 +13,12 @@ use crate::audit::monitor::{MonitorOptions, POLL_MS_DEFAULT};
 use crate::audit::receipt::Wanted;
 use crate::audit::source::{DataDirSource, ExportSource, RecordSource, ServerSource};
 use crate::audit::statefile::{self, SignedCheckpoint};
-use crate::audit::{archive, exit_codes_help, read_log_key, read_small_file, receipt, AuditError};
+use crate::audit::tiles::TilesSource;
+use crate::audit::{archive, exit_codes_help, read_log_key, read_small_file, receipt, AuditError, Witnesses};
+use crate::audit::{exit, Failure, FailureKind};
 use crate::client::Client;
 use crate::limits::{NOTE_FILE_BYTES_MAX, RECEIPT_FILE_BYTES_MAX};
+use crate::tiles::read::Tiles;
 
 /// Where the `log.pub` of the examples comes from, as help text to `concat!`.
 macro_rules! log_key_help {
@@ -34,6 +37,7 @@ Examples:
   grantline verify --server https://ledger.example.org --log-key 'ledger.example.org/ci+1234abcd+AX...' --state auditor.json
   grantline verify --export log.jsonl --checkpoint checkpoint.txt --log-key log.pub
   grantline verify --data /var/lib/grantline --checkpoint checkpoint.txt --log-key /var/lib/grantline/log.pub
+  grantline verify --tiles https://mirror.example.org/ledger --log-key log.pub
 
 Checks every DSSE signature (Ed25519 batch verification on all cores), that each signer's key
 was registered and not revoked at that seq, the BLAKE3 chain and dense seqs, the Merkle root
@@ -41,8 +45,16 @@ against a checkpoint signed by the pinned log key, consistency with the checkpoi
 --state by the previous run (updated atomically only after success), and replays the projector
 over the whole log. On failure it names the first bad seq and the check.
 
-The checkpoint is --checkpoint FILE, else the server's latest (--server), else the one saved in
---state. Get one with `curl URL/v1/checkpoint` or `grantline export --checkpoint-out FILE`.
+The checkpoint is --checkpoint FILE, else the server's latest (--server), else <URL_OR_DIR>/checkpoint
+(--tiles), else the one saved in --state. Get one with `curl URL/v1/checkpoint` or
+`grantline export --checkpoint-out FILE`. With --tiles, every hash tile is authenticated against
+the checkpoint and every entry bundle against its hashes before the records are checked; a tile
+that fails is named.
+
+With --witness VKEY (repeat it; e.g. the FILE.pub of `grantline witness keygen`) the checkpoint
+must also carry --witness-quorum valid cosignatures (default: all listed) by distinct listed
+witnesses, or verification fails with the checkpoint exit code and names the shortfall:
+  grantline verify --server https://ledger.example.org --log-key log.pub --witness w1.pub --witness w2.pub
 
 ",
     log_key_help!(),
@@ -69,6 +81,27 @@ pub(crate) struct VerifyArgs {
     /// A signed checkpoint note to check the Merkle root against.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
+}
+
+/// The witnesses a reader requires on every checkpoint it accepts.
+#[derive(Args, Debug)]
+pub(crate) struct WitnessArgs {
+    /// A witness's verifier key (or a file holding it, e.g. from `grantline witness keygen`);
+    /// repeat for more. Checkpoints then need --witness-quorum valid cosignatures by distinct
+    /// listed witnesses.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the listed witnesses must have cosigned [default: all of them].
+    #[arg(long, value_name = "K", requires = "witness")]
+    pub witness_quorum: Option<usize>,
+}
+
+impl WitnessArgs {
+    fn required(&self) -> Result<Option<Witnesses>, CliError> {
+        Ok(Witnesses::from_flags(&self.witness, self.witness_quorum)?)
+    }
 }
 
 /// Exactly one place to read the log from.
@@ -84,6 +117,10 @@ pub(crate) struct LogSource {
     /// An export file (JSON Lines, as written by `grantline export`).
     #[arg(long, value_name = "FILE")]
     pub export: Option<PathBuf>,
+    /// The log's C2SP tiles alone: a URL prefix (a server, a static mirror) or a directory
+    /// written by `grantline mirror`.
+    #[arg(long, value_name = "URL_OR_DIR")]
+    pub tiles: Option<String>,
 }
 
 /// Write the log as JSON Lines (one record per line, seq order) to stdout or --out.
@@ -171,6 +208,8 @@ pub(crate) struct MonitorArgs {
     /// Stop successfully after this long.
     #[arg(long, value_name = "MS")]
     pub duration_ms: Option<u64>,
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
 }
 
 /// Print an offline receipt for an event: its record, inclusion proof and checkpoint.
@@ -229,6 +268,8 @@ pub(crate) struct VerifyReceiptArgs {
     /// The log's verifier key (or a file holding it).
     #[arg(long, value_name = "VKEY")]
     pub log_key: String,
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
 }
 
 impl From<AuditError> for CliError {
@@ -257,6 +298,7 @@ fn read_checkpoint(path: &Path, key: &VerifierKey) -> Result<SignedCheckpoint, C
 
 pub(super) fn verify(a: VerifyArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
+    let witnesses = a.witnesses.required()?;
     let given = a.checkpoint.as_deref().map(|p| read_checkpoint(p, &key)).transpose()?;
     let saved = || -> Result<Option<SignedCheckpoint>, CliError> {
         Ok(match &a.state {
@@ -265,6 +307,12 @@ pub(super) fn verify(a: VerifyArgs) -> CliResult {
         })
     };
     let server = a.from.server.as_deref().map(Client::new).transpose()?;
+    let tiles =
+        a.from.tiles.as_deref().map(Tiles::open).transpose().map_err(|e| CliError::with_code(e, exit::USAGE))?;
+    let given = match (given, &tiles) {
+        (None, Some(tiles)) => Some(tiles_checkpoint(tiles, &key)?),
+        (given, _) => given,
+    };
     let checkpoint = match (given, &server) {
         (Some(cp), _) => cp,
         (None, Some(server)) => archive::open_checkpoint(&server.checkpoint()?, &key, "the server's checkpoint")?,
@@ -272,11 +320,17 @@ pub(super) fn verify(a: VerifyArgs) -> CliResult {
             CliError::with_code("no checkpoint to verify the Merkle root against: pass --checkpoint FILE (from `curl URL/v1/checkpoint` or `grantline export --checkpoint-out`)", crate::audit::exit::USAGE)
         })?,
     };
+    if let Some(w) = &witnesses {
+        w.require(&checkpoint.note, checkpoint.checkpoint.size, "the checkpoint verified against")?;
+    }
     let mut source: Box<dyn RecordSource + '_> = match (&server, &a.from.data, &a.from.export) {
         (Some(server), _, _) => Box::new(ServerSource::new(server, checkpoint.checkpoint.size)),
         (None, Some(dir), _) => Box::new(DataDirSource::open(dir, a.db.as_deref())?),
         (None, None, Some(file)) => Box::new(ExportSource::open(file)?),
-        (None, None, None) => return Err(CliError::new("give --server, --data or --export")),
+        (None, None, None) => match &tiles {
+            Some(tiles) => Box::new(TilesSource::open(tiles, &checkpoint.checkpoint)?),
+            None => return Err(CliError::new("give --server, --data, --export or --tiles")),
+        },
     };
     eprintln!("verifying {} against a checkpoint of {} records", source.describe(), checkpoint.checkpoint.size);
     let job = VerifyJob { log_key: &key, checkpoint: &checkpoint, state_path: a.state.as_deref(), progress: true };
@@ -286,6 +340,16 @@ pub(super) fn verify(a: VerifyArgs) -> CliResult {
         println!("state saved to {}", path.display());
     }
     Ok(())
+}
+
+/// `<tiles>/checkpoint`, opened with the pinned log key.
+fn tiles_checkpoint(tiles: &Tiles, key: &VerifierKey) -> Result<SignedCheckpoint, CliError> {
+    let whence = tiles.checkpoint_location();
+    let bytes =
+        tiles.checkpoint().map_err(|e| CliError::with_code(format!("cannot read the checkpoint: {e}"), exit::IO))?;
+    let note = String::from_utf8(bytes)
+        .map_err(|_| AuditError::Failed(Failure::new(FailureKind::Checkpoint, None, format!("{whence}: not UTF-8"))))?;
+    Ok(archive::open_checkpoint(&note, key, &whence)?)
 }
 
 fn output(out: Option<&Path>) -> Result<Box<dyn Write>, CliError> {
@@ -352,7 +416,12 @@ pub(super) fn import(a: ImportArgs) -> CliResult {
 pub(super) fn monitor(a: MonitorArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
     let server = Client::new(&a.server)?;
-    let opts = MonitorOptions { poll_ms: a.poll_ms, once: a.once, duration_ms: a.duration_ms };
+    let opts = MonitorOptions {
+        poll_ms: a.poll_ms,
+        once: a.once,
+        duration_ms: a.duration_ms,
+        witnesses: a.witnesses.required()?,
+    };
     let mut say = |line: &str| eprintln!("{line}");
     match crate::audit::monitor::run(&server, &key, &a.state, &opts, &mut say) {
         Ok(report) => {
@@ -385,10 +454,17 @@ pub(super) fn prove(a: ProveArgs) -> CliResult {
 
 pub(super) fn verify_receipt(a: VerifyReceiptArgs) -> CliResult {
     let key = log_key(&a.log_key)?;
+    let witnesses = a.witnesses.required()?;
     let bytes = read_small_file(&a.file, RECEIPT_FILE_BYTES_MAX)?;
-    let proven = receipt::verify(&bytes, &key)?;
+    let proven = match &witnesses {
+        Some(w) => receipt::verify_witnessed(&bytes, &key, w)?,
+        None => receipt::verify(&bytes, &key)?,
+    };
+    let cosigned = witnesses
+        .map(|w| format!(", cosigned by at least {} of the {} witnesses listed", w.quorum, w.keys.len()))
+        .unwrap_or_default();
     println!(
-        "receipt verified: event {} ({}) is seq {} of the log {} (checkpoint of {} records)",
+        "receipt verified: event {} ({}) is seq {} of the log {} (checkpoint of {} records{cosigned})",
         proven.id,
         proven.kind,
         proven.seq,

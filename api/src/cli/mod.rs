@@ -5,10 +5,12 @@ mod audit;
 mod error;
 mod interop;
 mod loadgen;
+mod mirror;
 mod operate;
 mod read;
 mod signer;
 mod table;
+mod witness;
 mod write;
 
 use std::process::ExitCode;
@@ -75,8 +77,11 @@ pub(crate) enum Command {
     Monitor(audit::MonitorArgs),
     Prove(audit::ProveArgs),
     VerifyReceipt(audit::VerifyReceiptArgs),
+    Mirror(mirror::MirrorArgs),
     // Benchmarks.
     Loadgen(loadgen::LoadgenArgs),
+    // Witnessing other logs.
+    Witness(witness::WitnessArgs),
 }
 
 /// Runs the command line; on failure, the error on stderr (and with `--json`, the server's
@@ -88,7 +93,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.format(&mut Cli::command()).exit(),
     };
-    init_tracing(matches!(cli.command, Command::Serve(_)));
+    init_tracing(matches!(cli.command, Command::Serve(_)) || matches!(&cli.command, Command::Witness(w) if w.serves()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -151,7 +156,9 @@ pub(crate) fn run(cli: Cli) -> CliResult {
         Command::Monitor(a) => audit::monitor(a),
         Command::Prove(a) => audit::prove(a),
         Command::VerifyReceipt(a) => audit::verify_receipt(a),
+        Command::Mirror(a) => mirror::run(a),
         Command::Loadgen(a) => loadgen::run(a),
+        Command::Witness(a) => witness::run(a),
     }
 }
 

@@ -11,6 +11,7 @@ use super::error::{CliError, CliResult};
 use crate::datadir::{self, DataDir, DEFAULT_ADMIN, DEFAULT_DATA_DIR, DEFAULT_ORIGIN};
 use crate::github::{GitHub, GitHubFlags};
 use crate::limits::{QUEUE_DEPTH_ENV, SEQUENCER_QUEUE_DEPTH_MAX};
+use crate::server::witnessing::{WitnessConfig, WitnessSpec};
 use crate::server::{self, ServeConfig};
 
 /// Create a new ledger: log and automation keys, the admin key and the genesis record.
@@ -76,6 +77,14 @@ pub(crate) struct ServeArgs {
     /// File (mode 0600) holding the previous webhook secret, still accepted while rotating.
     #[arg(long, value_name = "FILE", requires = "github_webhook_secret")]
     pub github_webhook_secret_previous: Option<PathBuf>,
+    /// A witness to ask for cosignatures: its URL prefix (POST /add-checkpoint is appended),
+    /// '=', and its verifier key or a file holding it; repeat for more. Readers then get the
+    /// newest checkpoint with --witness-quorum cosignatures.
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witness: Vec<String>,
+    /// How many witnesses must cosign a checkpoint before readers get it [default: all listed].
+    #[arg(long, value_name = "K", requires = "witness")]
+    pub witness_quorum: Option<usize>,
 }
 
 /// Generate a key pair for an actor.
@@ -134,6 +143,7 @@ pub(super) fn serve(a: ServeArgs) -> CliResult {
         }
         _ => None,
     };
+    let witnesses = witness_config(&a.witness, a.witness_quorum)?;
     let opened = datadir::open(&dir)?;
     let config = ServeConfig {
         data: dir,
@@ -141,12 +151,29 @@ pub(super) fn serve(a: ServeArgs) -> CliResult {
         queue_depth: a.queue_depth.min(SEQUENCER_QUEUE_DEPTH_MAX),
         github,
         advertise: a.advertise,
+        witnesses,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(server::serve(config, opened)).map_err(|e| CliError::new(e.to_string()))
+}
+
+/// `--witness URL=VKEY …` (split at the first '=') and `--witness-quorum K`.
+fn witness_config(flags: &[String], quorum: Option<usize>) -> Result<Option<WitnessConfig>, CliError> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let mut specs = Vec::with_capacity(flags.len());
+    for flag in flags {
+        let (url, vkey) = flag.split_once('=').ok_or_else(|| {
+            CliError::new(format!("--witness {flag:?}: give URL=VKEY (the witness's URL prefix and its verifier key)"))
+        })?;
+        let key = crate::audit::read_witness_key(vkey)?;
+        specs.push(WitnessSpec::new(url, key).map_err(CliError::new)?);
+    }
+    Ok(Some(WitnessConfig::new(specs, quorum).map_err(CliError::new)?))
 }
 
 pub(super) fn keygen(a: KeygenArgs) -> CliResult {

@@ -7,6 +7,7 @@ use projector::{GrantStatus, GrantView, ResourceView, State};
 
 use super::layout::{credits, expiry, fmt_num, page, pager, plural, project_link, yes_no, ApiLink, Nav};
 use super::runner::{last_used, unauthorized_section};
+use super::witnesses;
 use super::{
     url_encode, LogFacts, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX, PAGE_UNAUTHORIZED_JOBS_MAX,
 };
@@ -95,6 +96,7 @@ pub fn index(state: &State, facts: &LogFacts, resource: Option<&str>, page_numbe
             p { "Log verifier key (auditors pin it): " code.key { (facts.log_key) } }
             h3 { "Latest checkpoint" }
             pre aria-label="Latest signed checkpoint" { (facts.checkpoint) }
+            (witnesses::section(&facts.witnesses))
             p { a href="/events" { "Browse the event log" } }
         }
     };

@@ -23,6 +23,7 @@ mod runner;
 mod sponsor;
 #[cfg(test)]
 mod tests;
+mod witnesses;
 
 use crate::limits::{
     CHART_DAYS, EVENTS_PAGE_RECORDS, EVENT_SUMMARY_CHARS_MAX, INDEX_PROJECTS_PAGE_MAX, INDEX_PROJECTS_PER_RESOURCE_MAX,
@@ -36,6 +37,7 @@ pub(crate) use layout::not_found;
 pub use project::project;
 pub use requests::requests;
 pub use sponsor::sponsor;
+pub use witnesses::WitnessFact;
 
 /// Facts about the log that the projector does not hold: from the published snapshot.
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub struct LogFacts {
     pub log_key: String,
     /// The server clock when rendering, Unix milliseconds.
     pub now_ms: i64,
+    /// The witnesses the log asks for cosignatures (`serve --witness`), if any.
+    pub witnesses: Vec<WitnessFact>,
 }
 
 /// `?page=N` (1-based). Out-of-range numbers clamp, so a hand-edited URL still renders.

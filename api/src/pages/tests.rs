@@ -113,6 +113,7 @@ impl Ledger {
             checkpoint: format!("{ORIGIN}\n{}\nROOTHASH=\n\n— {ORIGIN} SIGNATURE=\n", self.fold.state().size()),
             log_key: key(ORIGIN).verifier().to_string(),
             now_ms: self.now_ms,
+            witnesses: Vec::new(),
         }
     }
 }
@@ -413,6 +414,34 @@ fn events_page_lists_the_log_newest_first_and_pages_back() {
     assert!(!html.contains("justification: "), "free text is not summarised");
     assert!(html.contains("Newer records"));
     assert!(!html.contains("Older records"));
+}
+
+#[test]
+fn index_lists_the_witnesses_and_how_far_each_cosigned() {
+    let l = walkthrough();
+    let mut f = l.facts();
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
+    assert!(!html.contains("Witnesses"), "no section without witnesses");
+    f.witnesses = vec![
+        WitnessFact {
+            name: "witness.example/w1".into(),
+            url: "https://w1.example/prefix".into(),
+            // 2026-03-01T09:00:00Z
+            cosigned: Some((1234, 1_772_355_600)),
+        },
+        WitnessFact { name: "witness.example/w2".into(), url: "http://w2.example:8081".into(), cosigned: None },
+    ];
+    let html = index(l.fold.state(), &f, None, 1).unwrap();
+    assert!(html.contains("<h3 id=\"witnesses\">Witnesses</h3>"), "{html}");
+    let w1 = concat!(
+        "<th scope=\"row\"><code>witness.example/w1</code></th><td><code>https://w1.example/prefix</code></td>",
+        "<td>1,234</td><td><time datetime=\"2026-03-01T09:00:00Z\">2026-03-01 09:00</time></td>"
+    );
+    assert!(html.contains(w1), "{html}");
+    assert!(
+        html.contains("<code>http://w2.example:8081</code></td><td><span class=\"muted\">none yet</span></td>"),
+        "{html}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! | `abort_after_append:<id>` | `abort()` once that batch is durable, before it is published or answered |
 //! | `abort_before_automation` | `abort()` when the automation has statements to append (e.g. quorum reached, `grant.issued` not yet written) |
 //! | `io_error_while_exists:<path>` | while `<path>` exists, every append fails as if the disk refused the write |
+//! | `fork_checkpoint` | with witnesses: once a checkpoint of size S has their quorum, the log signs a second checkpoint of size S with another root (one byte flipped), serves it and offers it to the witnesses (a split view; `tests/witness_log.rs`) |
 
 use std::path::PathBuf;
 
@@ -28,6 +29,7 @@ pub(super) enum Fault {
     AbortAfterAppend(String),
     AbortBeforeAutomation,
     IoErrorWhileExists(PathBuf),
+    ForkCheckpoint,
 }
 
 impl Fault {
@@ -48,6 +50,7 @@ impl Fault {
             ("abort_before_append", Some(id)) if !id.is_empty() => Ok(Fault::AbortBeforeAppend(id.to_string())),
             ("abort_after_append", Some(id)) if !id.is_empty() => Ok(Fault::AbortAfterAppend(id.to_string())),
             ("abort_before_automation", None) => Ok(Fault::AbortBeforeAutomation),
+            ("fork_checkpoint", None) => Ok(Fault::ForkCheckpoint),
             ("io_error_while_exists", Some(path)) if !path.is_empty() => {
                 Ok(Fault::IoErrorWhileExists(PathBuf::from(path)))
             }
@@ -97,8 +100,16 @@ mod tests {
         assert_eq!(Fault::parse("abort_before_append:x").unwrap(), Fault::AbortBeforeAppend("x".into()));
         assert_eq!(Fault::parse("abort_after_append:a:b").unwrap(), Fault::AbortAfterAppend("a:b".into()));
         assert_eq!(Fault::parse("abort_before_automation").unwrap(), Fault::AbortBeforeAutomation);
+        assert_eq!(Fault::parse("fork_checkpoint").unwrap(), Fault::ForkCheckpoint);
         assert_eq!(Fault::parse("io_error_while_exists:/tmp/f").unwrap(), Fault::IoErrorWhileExists("/tmp/f".into()));
-        for bad in ["abort", "abort_after_append", "abort_after_append:", "abort_before_automation:x", "io_error"] {
+        for bad in [
+            "abort",
+            "abort_after_append",
+            "abort_after_append:",
+            "abort_before_automation:x",
+            "io_error",
+            "fork_checkpoint:1",
+        ] {
             assert!(Fault::parse(bad).is_err(), "{bad}");
         }
     }

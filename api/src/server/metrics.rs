@@ -219,6 +219,54 @@ impl Metrics {
     }
 }
 
+/// One witness's state in `/metrics` (DESIGN.md section 12).
+pub(crate) struct WitnessMetric {
+    pub name: String,
+    pub url: String,
+    /// The largest checkpoint size it cosigned (0 before its first cosignature).
+    pub cosigned_size: u64,
+    /// Requests that did not bring back a valid cosignature.
+    pub failures: u64,
+}
+
+/// The witnesses' lines of `/metrics`; `quorum_size` is the size of the newest checkpoint
+/// that reached the quorum (what readers are served).
+pub(crate) fn render_witnesses(out: &mut String, witnesses: &[WitnessMetric], quorum_size: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP grantline_witness_cosigned_size The largest checkpoint size each witness cosigned.\n\
+         # TYPE grantline_witness_cosigned_size gauge"
+    );
+    for w in witnesses {
+        let _ = writeln!(
+            out,
+            "grantline_witness_cosigned_size{{witness=\"{}\",url=\"{}\"}} {}",
+            escape_label(&w.name),
+            escape_label(&w.url),
+            w.cosigned_size
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP grantline_witness_failures_total Witness requests that brought back no valid cosignature.\n\
+         # TYPE grantline_witness_failures_total counter"
+    );
+    for w in witnesses {
+        let _ = writeln!(
+            out,
+            "grantline_witness_failures_total{{witness=\"{}\",url=\"{}\"}} {}",
+            escape_label(&w.name),
+            escape_label(&w.url),
+            w.failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP grantline_witnessed_size Size of the newest checkpoint with the witness quorum (the one served).\n\
+         # TYPE grantline_witnessed_size gauge\ngrantline_witnessed_size {quorum_size}"
+    );
+}
+
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -19,6 +19,7 @@ mod metrics;
 mod routes;
 mod sequencer;
 mod snapshot;
+pub(crate) mod witnessing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub(crate) struct App {
     pub cluster: Option<Arc<Cluster>>,
     /// Followers forward writes to the leader with it.
     pub forwarder: reqwest::Client,
+    /// The witness client (`serve --witness`): what readers get once checkpoints are cosigned.
+    pub witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 
 /// The GitHub runner layer's configuration and the delivery ids it has seen.
@@ -85,9 +88,14 @@ impl App {
         self.published.load_full()
     }
 
-    /// The checkpoint note readers are given at `/checkpoint` and `/v1/checkpoint`.
+    /// The checkpoint note readers are given at `/checkpoint` and `/v1/checkpoint`: with
+    /// witnesses, the newest one with their quorum and its cosignatures (until one has it, the
+    /// first offered to them); without, the latest.
     pub(crate) fn checkpoint_note(&self) -> String {
-        self.snapshot().checkpoint.clone()
+        match self.witnessing.as_ref().and_then(|w| w.served_note()) {
+            Some(note) => note,
+            None => self.snapshot().checkpoint.clone(),
+        }
     }
 }
 
@@ -99,6 +107,8 @@ pub(crate) struct ServeConfig {
     pub github: Option<GitHub>,
     /// With `--db`: the URL other nodes forward writes to [default: http://ADDR].
     pub advertise: Option<String>,
+    /// The witnesses to ask for cosignatures (`--witness`).
+    pub witnesses: Option<witnessing::WitnessConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +123,8 @@ pub(crate) enum ServeError {
     Deliveries(ledger::store::StoreError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("cannot start the witness client: {0}")]
+    Witnessing(String),
     #[error("server error: {0}")]
     Io(String),
 }
@@ -127,6 +139,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .merge(routes::ops::routes())
         .merge(routes::pages::routes())
         .merge(routes::github::routes())
+        .merge(routes::tiles::routes())
         .fallback(routes::not_found)
         // Before the limits: a forwarded write holds no sequencer slot here.
         .layer(axum::middleware::from_fn_with_state(app.clone(), forward::writes_to_leader))
@@ -203,6 +216,21 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         None => None,
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let witnessing = config.witnesses.map(|w| {
+        let fork = matches!(fault::Fault::from_env(), Ok(fault::Fault::ForkCheckpoint));
+        Arc::new(witnessing::Witnessing::new(w, fork))
+    });
+    if let Some(w) = &witnessing {
+        // Started before the listening line: readers are served the first offered checkpoint.
+        w.clone()
+            .start(witnessing::Context {
+                published: started.published.clone(),
+                store: store.clone(),
+                identities: identities.clone(),
+                shutdown: shutdown_rx.clone(),
+            })
+            .map_err(ServeError::Witnessing)?;
+    }
     let app = Arc::new(App {
         store,
         published: started.published.clone(),
@@ -215,6 +243,7 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         github,
         cluster: cluster.clone(),
         forwarder: forward::client(),
+        witnessing,
     });
     let snapshot = app.snapshot();
     tracing::info!(

@@ -10,6 +10,17 @@
 //	 "inclusion": [{"index": 3, "leaf": "<b64 leaf bytes>", "hashes": ["<b64>", ...]}]}
 //
 // It prints "ok <size> <checked>" and exits 0, or prints the failure and exits 1.
+//
+// With the subcommand "tiles" it reads a log over HTTP through the C2SP tile API alone:
+//
+//	tlogcheck tiles <base URL> <verifier key> [<older checkpoint file> ...]
+//
+// It verifies <base URL>/checkpoint with the key, reads the hash tiles with tlog.TileHashReader
+// (Go's tile paths mapped to C2SP's), checks every entry of every entry bundle against its
+// level-0 hash, proves records (first, last, tile boundaries) against the checkpoint and each
+// older checkpoint (signed notes, saved earlier) consistent with it, reading the older trees'
+// narrower partial tiles. It prints "ok tiles <size> <entries> <older>" and exits 0, or prints
+// the failure and exits 1.
 package main
 
 import (
@@ -80,6 +91,13 @@ func hashes(list []string) []tlog.Hash {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "tiles" {
+		if len(os.Args) < 4 {
+			fail("usage: tlogcheck tiles <base URL> <verifier key> [<older checkpoint file> ...]")
+		}
+		checkTiles(strings.TrimRight(os.Args[2], "/"), os.Args[3], os.Args[4:])
+		return
+	}
 	var j job
 	dec := json.NewDecoder(os.Stdin)
 	if err := dec.Decode(&j); err != nil {

@@ -6,6 +6,7 @@ pub(super) mod ops;
 pub(super) mod pages;
 pub(super) mod proofs;
 pub(super) mod stream;
+pub(super) mod tiles;
 pub(super) mod views;
 
 use axum::http::{Method, StatusCode, Uri};

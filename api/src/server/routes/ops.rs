@@ -43,6 +43,9 @@ async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut body = app.metrics.render(app.snapshot().size);
+    if let Some(w) = &app.witnessing {
+        crate::server::metrics::render_witnesses(&mut body, &w.metrics(), w.cosigned_size());
+    }
     let role = app.cluster.as_ref().map_or(Role::Standalone, |c| c.role());
     let _ = writeln!(body, "# HELP grantline_role 1 for this node's role (standalone, leader, follower, halted).");
     let _ = writeln!(body, "# TYPE grantline_role gauge");

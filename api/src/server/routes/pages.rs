@@ -47,6 +47,7 @@ fn facts(app: &AppState, snapshot: &Snapshot) -> LogFacts {
         checkpoint: snapshot.checkpoint.clone(),
         log_key: app.identities.log_key().to_string(),
         now_ms: crate::now_ms(),
+        witnesses: app.witnessing.as_ref().map(|w| w.page_facts()).unwrap_or_default(),
     }
 }
 
