@@ -71,6 +71,10 @@ pub(crate) const TILE_IMMUTABLE_MAX_AGE_S: u64 = 31_536_000;
 /// `Cache-Control: max-age` of a partial tile or bundle: readers move on to a wider one as the
 /// log grows.
 pub(crate) const PARTIAL_TILE_MAX_AGE_S: u64 = 10;
+/// Full hash tiles the server keeps in memory once served (8 KiB each: 32 MiB at most, every
+/// level-0 tile of a 1,000,000-record log). A tile read from the store costs sled page-cache
+/// misses (pread) under random reads; a full tile never changes, so a kept one is never stale.
+pub(crate) const TILE_CACHE_TILES_MAX: usize = 4096;
 
 // Projection snapshots.
 

@@ -18,11 +18,88 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::connections::ConnectionCap;
-use crate::limits::ACCEPT_ERROR_BACKOFF_MS;
+use crate::limits::{
+    lowered_by_env, ACCEPT_ERROR_BACKOFF_MS, HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS, SHUTDOWN_GRACE_MS,
+};
+
+/// The one way a grantline process serves HTTP (`serve`, `witness serve`): prints
+/// `listening_line` once SIGTERM and Ctrl-C are registered (a signal right after the line stops
+/// the process cleanly, not by the default action), serves `router` with the connection cap and
+/// the header read timeout until a signal, tells `stopping`, and waits for open connections to
+/// finish for at most the shutdown grace period.
+pub(crate) async fn serve_until_signal(
+    listener: TcpListener,
+    router: axum::Router,
+    connections_max: usize,
+    listening_line: &str,
+    stopping: watch::Sender<bool>,
+) {
+    let signals = ShutdownSignals::register();
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{listening_line}");
+        let _ = out.flush();
+    }
+    let connections = ConnectionCap::new(router, connections_max);
+    let header_read_timeout = Duration::from_millis(lowered_by_env(HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS));
+    let mut grace_rx = stopping.subscribe();
+    let server = serve(listener, connections, header_read_timeout, async move {
+        signals.wait().await;
+        tracing::info!("shutting down");
+        let _ = stopping.send(true);
+    });
+    tokio::select! {
+        _ = server => {}
+        _ = async {
+            let _ = grace_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
+        } => tracing::warn!("connections still open after the grace period; closing them"),
+    }
+}
+
+/// SIGTERM and Ctrl-C, listened for from the moment they are registered.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            ShutdownSignals { terminate }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    async fn wait(self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match self.terminate {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate => {},
+        }
+    }
+}
 
 /// Serves `listener` until `signal` completes, then stops accepting, asks every open
 /// connection to finish its current request, and returns once all are closed.
-pub(super) async fn serve(
+async fn serve(
     listener: TcpListener,
     connections: ConnectionCap,
     header_read_timeout: Duration,

@@ -14,7 +14,7 @@ mod extract;
 mod fault;
 mod forward;
 mod identity;
-mod listen;
+pub(crate) mod listen;
 mod metrics;
 mod routes;
 mod sequencer;
@@ -37,8 +37,7 @@ use crate::datadir::{DataDir, Opened};
 use crate::github::GitHub;
 use crate::limits::{
     lowered_by_env, CONNECTIONS_MAX, CONNECTIONS_MAX_ENV, GITHUB_DELIVERIES_KEPT_MAX, GITHUB_DELIVERY_RETENTION_MS,
-    HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS, REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SHUTDOWN_GRACE_MS,
-    SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
+    REQUESTS_IN_FLIGHT_MAX, REQUEST_TIMEOUT_MS, SSE_BROADCAST_BATCHES_MAX, SSE_STREAMS_MAX,
 };
 use crate::problem::Problem;
 use cluster::Cluster;
@@ -70,6 +69,8 @@ pub(crate) struct App {
     pub cluster: Option<Arc<Cluster>>,
     /// Followers forward writes to the leader with it.
     pub forwarder: reqwest::Client,
+    /// Full hash tiles served before.
+    pub tiles: routes::tiles::TileCache,
     /// The witness client (`serve --witness`): what readers get once checkpoints are cosigned.
     pub witnessing: Option<Arc<witnessing::Witnessing>>,
 }
@@ -243,6 +244,7 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         github,
         cluster: cluster.clone(),
         forwarder: forward::client(),
+        tiles: routes::tiles::TileCache::default(),
         witnessing,
     });
     let snapshot = app.snapshot();
@@ -254,36 +256,10 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
         "log opened"
     );
 
-    // Registered before the "listening" line: a SIGTERM right after it must stop the server
-    // cleanly, not kill it by the default action.
-    let signals = ShutdownSignals::register();
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "grantline listening on http://{local}");
-        let _ = out.flush();
-    }
-
     let app_router = router(app.clone());
     let connections_max = lowered_by_env(CONNECTIONS_MAX_ENV, CONNECTIONS_MAX as u64) as usize;
-    let connections = connections::ConnectionCap::new(app_router, connections_max);
-    let header_read_timeout = Duration::from_millis(lowered_by_env(HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS));
-    let server = listen::serve(listener, connections, header_read_timeout, async move {
-        signals.wait().await;
-        tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
-    });
-    let mut grace_rx = shutdown_rx;
-    let result: Result<(), ServeError> = tokio::select! {
-        _ = server => Ok(()),
-        _ = async {
-            let _ = grace_rx.wait_for(|stop| *stop).await;
-            tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
-        } => {
-            tracing::warn!("connections still open after the grace period; closing them");
-            Ok(())
-        }
-    };
+    let line = format!("grantline listening on http://{local}");
+    listen::serve_until_signal(listener, app_router, connections_max, &line, shutdown_tx).await;
     if let Some(github) = &app.github {
         if let Err(e) = github.deliveries.flush() {
             tracing::warn!("could not flush the GitHub delivery ids: {e}");
@@ -298,44 +274,5 @@ pub(crate) async fn serve(config: ServeConfig, opened: Opened) -> Result<(), Ser
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
-    result
-}
-
-/// SIGTERM and Ctrl-C, listened for from the moment they are registered.
-struct ShutdownSignals {
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl ShutdownSignals {
-    fn register() -> ShutdownSignals {
-        #[cfg(unix)]
-        {
-            let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            ShutdownSignals { terminate }
-        }
-        #[cfg(not(unix))]
-        ShutdownSignals {}
-    }
-
-    async fn wait(self) {
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        #[cfg(unix)]
-        let terminate = async move {
-            match self.terminate {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = terminate => {},
-        }
-    }
+    Ok(())
 }

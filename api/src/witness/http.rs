@@ -2,29 +2,22 @@
 //! timeout, as `server/listen.rs` has, and a cap on open connections: a witness is a public
 //! service too).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use ledger::checkpoint::Checkpoint;
 use ledger::note::{self, NoteError};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tower::ServiceExt;
 
 use super::request;
 use super::state::Refusal;
 use super::Witness;
-use crate::limits::{ACCEPT_ERROR_BACKOFF_MS, REQUEST_TIMEOUT_MS, WITNESS_BODY_BYTES_MAX};
+use crate::limits::{REQUEST_TIMEOUT_MS, WITNESS_BODY_BYTES_MAX};
 
 /// The media type of a 409's body (tlog-witness).
 const TLOG_SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -112,70 +105,4 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Res
         Ok(Err(Refusal::Persist(reason))) => refuse(StatusCode::INTERNAL_SERVER_ERROR, reason),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")),
     }
-}
-
-/// Serves `listener` until `signal` completes, then stops accepting, asks each open
-/// connection to finish its current request, and returns once all are closed. A connection
-/// over `connections_max` is closed at once.
-pub(super) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    connections_max: usize,
-    header_read_timeout: Duration,
-    signal: impl Future<Output = ()>,
-) {
-    let slots = Arc::new(Semaphore::new(connections_max));
-    // Each connection task holds a receiver; `closed()` resolves once all are gone.
-    let (open_tx, open_rx) = watch::channel(());
-    let (stop_tx, _) = watch::channel(false);
-    tokio::pin!(signal);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
-                    continue;
-                }
-            },
-            _ = &mut signal => break,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("too many open connections; closing the one from {remote}");
-            continue;
-        };
-        let service = router.clone().map_request(|req: Request<Incoming>| req.map(Body::new));
-        let service = TowerToHyperService::new(service);
-        let mut stop_rx = stop_tx.subscribe();
-        let open_rx = open_rx.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!("connection from {remote} closed: {e}");
-                        }
-                        break;
-                    }
-                    changed = stop_rx.changed(), if !stopping => {
-                        stopping = true;
-                        if changed.is_ok() {
-                            conn.as_mut().graceful_shutdown();
-                        }
-                    }
-                }
-            }
-            drop((slot, open_rx));
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    drop(open_rx);
-    open_tx.closed().await;
 }

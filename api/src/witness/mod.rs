@@ -14,7 +14,6 @@ mod state;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ledger::cosignature::Cosigner;
 use ledger::keys::VerifierKey;
@@ -22,9 +21,7 @@ use ledger::keys::VerifierKey;
 pub(crate) use fault::{Fault, UnknownFault};
 pub(crate) use state::StateError;
 
-use crate::limits::{
-    lowered_by_env, HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS, SHUTDOWN_GRACE_MS, WITNESS_CONNECTIONS_MAX,
-};
+use crate::limits::WITNESS_CONNECTIONS_MAX;
 
 /// What `grantline witness serve` was given.
 pub(crate) struct WitnessConfig {
@@ -68,68 +65,15 @@ pub(crate) async fn serve(config: WitnessConfig) -> Result<(), WitnessError> {
     }
     let witness = Arc::new(Witness { cosigner: config.cosigner, logs });
 
-    // Registered before the "listening" line: a SIGTERM right after it must stop the witness
-    // cleanly, not kill it by the default action.
-    let signals = ShutdownSignals::register();
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "grantline witness listening on http://{local}");
-        let _ = out.flush();
-    }
-    let header_read_timeout = Duration::from_millis(lowered_by_env(HEADER_READ_TIMEOUT_ENV, HEADER_READ_TIMEOUT_MS));
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server =
-        http::serve(listener, http::router(witness), WITNESS_CONNECTIONS_MAX, header_read_timeout, async move {
-            signals.wait().await;
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-        });
-    tokio::select! {
-        _ = server => {}
-        _ = async {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-            tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
-        } => tracing::warn!("connections still open after the grace period; closing them"),
-    }
+    let line = format!("grantline witness listening on http://{local}");
+    let (stopping, _) = tokio::sync::watch::channel(false);
+    crate::server::listen::serve_until_signal(
+        listener,
+        http::router(witness),
+        WITNESS_CONNECTIONS_MAX,
+        &line,
+        stopping,
+    )
+    .await;
     Ok(())
-}
-
-/// SIGTERM and Ctrl-C, listened for from the moment they are registered.
-struct ShutdownSignals {
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl ShutdownSignals {
-    fn register() -> ShutdownSignals {
-        #[cfg(unix)]
-        {
-            let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            ShutdownSignals { terminate }
-        }
-        #[cfg(not(unix))]
-        ShutdownSignals {}
-    }
-
-    async fn wait(self) {
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        #[cfg(unix)]
-        let terminate = async move {
-            match self.terminate {
-                Some(mut s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = terminate => {},
-        }
-    }
 }

@@ -5,6 +5,10 @@
 //! cluster follower's replica serves them the same way); a full tile is a copy of stored
 //! hashes, never recomputed.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +17,7 @@ use axum::Router;
 use ledger::tile::{self, Kind, Tile};
 
 use super::store_error;
-use crate::limits::{CHECKPOINT_MAX_AGE_S, PARTIAL_TILE_MAX_AGE_S, TILE_IMMUTABLE_MAX_AGE_S};
+use crate::limits::{CHECKPOINT_MAX_AGE_S, PARTIAL_TILE_MAX_AGE_S, TILE_CACHE_TILES_MAX, TILE_IMMUTABLE_MAX_AGE_S};
 use crate::problem::Problem;
 use crate::server::AppState;
 
@@ -55,10 +59,16 @@ async fn tile_route(State(app): State<AppState>, uri: Uri) -> Result<Response, P
     if !tile::exists_in(&tile, size) {
         return Err(beyond(&tile, size));
     }
-    let bytes = match tile.kind {
-        Kind::Hash(_) => {
-            tile::read_hash_tile(&tile, size, &app.store).map_err(store_error)?.ok_or_else(|| beyond(&tile, size))?
-        }
+    let bytes: Bytes = match tile.kind {
+        Kind::Hash(_) if tile.is_full() => match app.tiles.get(&tile) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = read_hash_tile(&app, &tile, size)?;
+                app.tiles.put(tile, bytes.clone());
+                bytes
+            }
+        },
+        Kind::Hash(_) => read_hash_tile(&app, &tile, size)?,
         Kind::Entries => {
             let width = usize::from(tile.width);
             let records = app.store.range(tile.first(), width).map_err(store_error)?;
@@ -69,7 +79,7 @@ async fn tile_route(State(app): State<AppState>, uri: Uri) -> Result<Response, P
                     records.len()
                 )));
             }
-            tile::encode_bundle(records.iter().map(|r| r.leaf()))
+            Bytes::from(tile::encode_bundle(records.iter().map(|r| r.leaf())))
         }
     };
     // A full tile never changes; a partial one is superseded as the log grows.
@@ -85,6 +95,38 @@ async fn tile_route(State(app): State<AppState>, uri: Uri) -> Result<Response, P
         headers.insert(header::CACHE_CONTROL, cache);
     }
     Ok(response)
+}
+
+fn read_hash_tile(app: &AppState, tile: &Tile, size: u64) -> Result<Bytes, Problem> {
+    let bytes = tile::read_hash_tile(tile, size, &app.store).map_err(store_error)?;
+    bytes.map(Bytes::from).ok_or_else(|| beyond(tile, size))
+}
+
+/// Full hash tiles already served, kept in memory (they never change), oldest dropped first
+/// past [`TILE_CACHE_TILES_MAX`].
+#[derive(Default)]
+pub(crate) struct TileCache {
+    kept: Mutex<(HashMap<Tile, Bytes>, VecDeque<Tile>)>,
+}
+
+impl TileCache {
+    fn get(&self, tile: &Tile) -> Option<Bytes> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).0.get(tile).cloned()
+    }
+
+    fn put(&self, tile: Tile, bytes: Bytes) {
+        debug_assert!(tile.is_full());
+        let mut guard = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let (tiles, order) = &mut *guard;
+        if tiles.insert(tile, bytes).is_none() {
+            order.push_back(tile);
+        }
+        while order.len() > TILE_CACHE_TILES_MAX {
+            if let Some(oldest) = order.pop_front() {
+                tiles.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// 404 for a tile the tree of `size` leaves does not have, naming the last one it has at that
