@@ -4,10 +4,11 @@
 //! did not write (`tests/python/check_cosignature.py`, Python's `cryptography`). The Python
 //! checks skip with a notice when python3 or `cryptography` is missing, unless CI=true.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
 use ledger::checkpoint::Checkpoint;
@@ -16,10 +17,8 @@ use ledger::keys::SigningKey;
 use ledger::merkle::{leaf_hash, MemoryTree};
 use ledger::{b64, Hash};
 
-const BIN: &str = env!("CARGO_BIN_EXE_grantline");
+use common::BIN;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/check_cosignature.py");
-/// How long a witness may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 const ORIGIN: &str = "log.example/witnessed";
 const WITNESS_NAME: &str = "witness.example/w1";
 /// The witness's body limit (`WITNESS_BODY_BYTES_MAX` in api/src/limits.rs).
@@ -146,30 +145,8 @@ struct Answer {
 }
 
 impl Witness {
-    fn spawn(mut cmd: Command, log_path: &Path) -> Witness {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
-        let mut child = cmd.spawn().expect("spawn grantline witness serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        // The first line printed is the listening line (it is the only one).
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => match line.strip_prefix("grantline witness listening on ") {
-                Some(url) => url.to_string(),
-                None => panic!("the witness printed {line:?} instead of its listening line"),
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("witness did not start; its log:\n{}", std::fs::read_to_string(log_path).unwrap_or_default());
-            }
-        };
+    fn spawn(cmd: Command, log_path: &Path) -> Witness {
+        let (child, url) = common::witness::spawn(cmd, log_path);
         Witness { child: Some(child), url, log_path: log_path.to_path_buf() }
     }
 

@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{Server, BIN};
@@ -24,8 +22,6 @@ use serde_json::json;
 /// How long a poll waits for something the log does on its own (a witness round, a backoff).
 const POLL_DEADLINE: Duration = Duration::from_secs(90);
 const POLL_EVERY: Duration = Duration::from_millis(100);
-/// How long a witness may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The exit code of a checkpoint failure (`api::testing::exit::CHECKPOINT`).
 const CHECKPOINT_EXIT: i32 = api::testing::exit::CHECKPOINT as i32;
 
@@ -60,34 +56,11 @@ impl Witness {
         let data = dir.join(format!("{tag}-data"));
         let log_path = dir.join(format!("{tag}.log"));
         let log_key = VerifierKey::parse(std::fs::read_to_string(log_data.join("log.pub")).unwrap().trim()).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(["witness", "serve", "--addr", addr, "--key"]).arg(&key.key);
         cmd.arg("--log").arg(format!("{}={log_key}", log_key.name())).arg("--data").arg(&data);
         cmd.env("RUST_LOG", "warn").env_remove("GRANTLINE_FAULT");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
-        let mut child = cmd.spawn().expect("spawn grantline witness serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) if line.starts_with("grantline witness listening on ") => {
-                line.trim_start_matches("grantline witness listening on ").to_string()
-            }
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "witness did not start ({other:?}); its log:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-        };
+        let (child, url) = common::witness::spawn(cmd, &log_path);
         Witness { child: Some(child), url, data }
     }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod github;
+pub(crate) mod witness;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use serde_json::Value;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_grantline");
 /// How long a server may take to print its listening line.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Server {
     child: Option<Child>,
