@@ -7,7 +7,9 @@
 //!    (a fork) is refused before anything is read;
 //! 2. every hash tile is authenticated against it (`ledger::tile::authenticate`), tiles the
 //!    mirror has read from disk and checked like fetched ones, and the mirror's checkpoint must
-//!    be a prefix of the new tree (its root from the authenticated tiles);
+//!    be a prefix of the new tree (its root from the authenticated tiles). When one of the
+//!    mirror's own tiles fails, they are checked against the mirror's checkpoint too, to tell a
+//!    fork (they hold) from a file altered on disk (they do not);
 //! 3. the new hash tiles are written; then each entry bundle, once checked against the level-0
 //!    hashes;
 //! 4. `DIR/checkpoint` is replaced last, so a reader of DIR never sees a checkpoint whose tiles
@@ -170,48 +172,18 @@ pub(crate) fn mirror(
         })?),
         None => None,
     };
-    // The mirror's hash tiles must still authenticate against its own checkpoint (one it lacks
-    // is read from the server): then a tile of the mirror that the server's tree contradicts
-    // is evidence of a fork, not of a file altered on disk.
-    let mut vouched = HashSet::new();
-    let mut fetched_for_old = 0;
     if let Some(old) = &old {
         refuse_unless_extends(old, &new, &served_at, &old_path)?;
-        let hidden = ProgressBar::hidden();
-        let own = Staged::new(server, out, &hidden);
-        if let Err(e) = tile::authenticate(old.size, old.root, &own) {
-            return Err(match e {
-                TileError::Unreadable { .. } => MirrorError::Io(format!("cannot read a tile: {e}")),
-                _ if own.blamed_tile(&e).is_some() => tile_error(&e, &own, &served_at),
-                _ => MirrorError::Inconsistent(format!(
-                    "the log at {} does not extend this mirror: its tiles for the {} records of {} do not \
-                     authenticate against it ({e}): the log forked; nothing was written",
-                    server.base(),
-                    old.size,
-                    old_path.display()
-                )),
-            });
-        }
-        vouched = own.local.into_inner().unwrap_or_else(|p| p.into_inner());
-        fetched_for_old = own.fetched.into_inner();
     }
 
     let hash_tiles = tile::hash_tiles(new.size);
     let bundles = tile::entry_bundles(new.size);
     bar.set_length((hash_tiles.len() + bundles.len()) as u64);
     let staged = Staged::new(server, out, bar);
-    staged.fetched.store(fetched_for_old, Ordering::Relaxed);
-    let auth = tile::authenticate(new.size, new.root, &staged).map_err(|e| match staged.blamed_tile(&e) {
-        Some(t) if vouched.contains(&t) => MirrorError::Inconsistent(format!(
-            "the log at {} does not extend this mirror: {e}, but the mirror's {} authenticates against {} \
-             ({} records, signed by the same log key): the log forked; nothing was written",
-            server.base(),
-            t.path(),
-            old_path.display(),
-            old.as_ref().map_or(0, |o| o.size)
-        )),
-        _ => tile_error(&e, &staged, &served_at),
-    })?;
+    let auth = match tile::authenticate(new.size, new.root, &staged) {
+        Ok(auth) => auth,
+        Err(e) => return Err(blame(&e, &staged, old.as_ref(), &old_path, &served_at)),
+    };
     if let Some(old) = &old {
         if auth.root_at(old.size) != Some(old.root) {
             return Err(MirrorError::Inconsistent(format!(
@@ -287,6 +259,44 @@ fn refuse_unless_extends(
         )));
     }
     Ok(())
+}
+
+/// Why the new tree's tiles did not authenticate. When the failing tile is the mirror's own, the
+/// mirror's tiles are authenticated against its own checkpoint (only now: a run that succeeds
+/// reads them once): if they hold, the server's tree contradicts a tile the log vouched for
+/// before, which is a fork; if not, the file changed on disk.
+fn blame(
+    e: &TileError,
+    staged: &Staged<'_>,
+    old: Option<&Checkpoint>,
+    old_path: &Path,
+    served_at: &str,
+) -> MirrorError {
+    let (Some(old), Some(blamed)) = (old, staged.blamed_tile(e)) else {
+        return tile_error(e, staged, served_at);
+    };
+    let hidden = ProgressBar::hidden();
+    let own = Staged::new(staged.server, staged.out, &hidden);
+    match tile::authenticate(old.size, old.root, &own) {
+        Err(old_e @ TileError::Unreadable { .. }) => MirrorError::Io(format!("cannot read a tile: {old_e}")),
+        Err(old_e) if own.blamed_tile(&old_e).is_some() => tile_error(&old_e, &own, served_at),
+        Err(old_e) => MirrorError::Inconsistent(format!(
+            "the log at {} does not extend this mirror: its tiles for the {} records of {} do not \
+             authenticate against it ({old_e}): the log forked; nothing was written",
+            staged.server.base(),
+            old.size,
+            old_path.display()
+        )),
+        Ok(_) if own.blamed_tile(e) == Some(blamed) => MirrorError::Inconsistent(format!(
+            "the log at {} does not extend this mirror: {e}, but the mirror's {} authenticates against {} \
+             ({} records, signed by the same log key): the log forked; nothing was written",
+            staged.server.base(),
+            blamed.path(),
+            old_path.display(),
+            old.size
+        )),
+        Ok(_) => tile_error(e, staged, served_at),
+    }
 }
 
 /// Says whose copy of a tile failed: the mirror's (damaged on disk) or the server's.
