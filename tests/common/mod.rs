@@ -18,6 +18,20 @@ use ledger::keys::SigningKey;
 use ledger::statement::{format_rfc3339_ms, Statement};
 use serde_json::Value;
 
+/// The lines `child` prints on its piped stdout, read on a thread of their own, so a test can
+/// wait for one (a listening line) with a timeout.
+pub(crate) fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_grantline");
 /// How long a server may take to print its listening line.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,14 +83,7 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn grantline serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
+        let rx = stdout_lines(&mut child);
         let mut stdout = Vec::new();
         let url = loop {
             match rx.recv_timeout(START_TIMEOUT) {

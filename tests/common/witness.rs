@@ -1,10 +1,8 @@
 //! Starting `grantline witness serve` for the witness tests (`tests/witness.rs`, the log's
 //! witness client in `tests/witness_log.rs`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 
 use super::START_TIMEOUT;
 
@@ -18,14 +16,7 @@ pub(crate) fn spawn(mut cmd: Command, log_path: &Path) -> (Child, String) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
     let mut child = cmd.spawn().expect("spawn grantline witness serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
+    let rx = super::stdout_lines(&mut child);
     // The first line printed is the listening line (it is the only one).
     match rx.recv_timeout(START_TIMEOUT) {
         Ok(line) => match line.strip_prefix(LISTENING) {
