@@ -41,18 +41,9 @@ TMP=$(mktemp -d /tmp/grantline-bench-github.XXXXXX)
 BIN="$TMP/grantline"
 DATA="$TMP/data"
 SECRET="$TMP/webhook-secret"
-SERVER_PID=""
-
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$TMP"; else echo "kept $TMP"; fi
-}
-trap cleanup EXIT
-
-say() { echo "$*" | tee -a "$OUT"; }
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
+trap stop_server_and_clean_up EXIT
 : > "$OUT"
 
 say "# grantline benchmarks: the GitHub runner layer, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -71,13 +62,7 @@ if [[ "$FLUSH_BASELINE" == 1 ]]; then
     echo "baseline (b) (criterion)..." >&2
     cargo bench -p grantline-ledger --bench ledger -- --warm-up-time 1 --measurement-time 4 \
         'sled/insert_flush_each' > "$TMP/criterion.txt" 2>&1
-    FLUSH_EACH_S=$(awk '
-        /sled\/insert_flush_each/ { found = 1 }
-        found && /time:/ {
-            gsub(/\[|\]/, ""); for (i = 1; i <= NF; i++) if ($i == "time:") { v = $(i+3); u = $(i+4) }
-            m = (u == "ns") ? 1e-9 : (u == "µs" || u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : 1
-            printf "%.9g\n", v * m; exit
-        }' "$TMP/criterion.txt")
+    FLUSH_EACH_S=$(crit sled/insert_flush_each)
     B=$(awk -v t="$FLUSH_EACH_S" 'BEGIN { printf "%.0f", 1 / t }')
     say "baseline (b) sled insert (1 KiB) + flush, each: $B/s"
 fi
@@ -87,23 +72,8 @@ say "load average after the build, before the server starts: $(cut -d' ' -f1-3 /
 "$BIN" init --data "$DATA" --origin localhost/grantline --admin-key-out "$DATA/admin.key" > /dev/null
 ADMIN="$DATA/admin.key"
 (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$SECRET" && echo >> "$SECRET")
-: > "$TMP/server.out"
-RUST_LOG=warn "$BIN" serve --data "$DATA" --addr 127.0.0.1:0 --github-org "$ORG" --github-webhook-secret "$SECRET" \
-    > "$TMP/server.out" 2>> "$TMP/server.err" &
-SERVER_PID=$!
-for _ in $(seq 1 6000); do
-    grep -q "listening on" "$TMP/server.out" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; exit 1; }
-    sleep 0.01
-done
-URL=$(sed -n 's/^grantline listening on //p' "$TMP/server.out")
-curl -sf "$URL/healthz" > /dev/null
+SERVER_RUST_LOG=warn start_server --github-org "$ORG" --github-webhook-secret "$SECRET"
 
-json_field() { # json_field JSON PATH(dot-separated)
-    python3 -c 'import json,sys; v=json.loads(sys.argv[1])
-for k in sys.argv[2].split("."): v=v[k]
-print(round(v, 2) if isinstance(v, float) else v)' "$1" "$2"
-}
 errors() { python3 -c 'import json,sys; print(sum(json.loads(sys.argv[1])["main"]["errors"].values()))' "$1"; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", (y > 0 ? x / y : 0) }'; }
 # The server's CPU time so far (user and system, in clock ticks) and its write syscalls.

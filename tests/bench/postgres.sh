@@ -70,13 +70,9 @@ trap 'exit 1' INT TERM HUP
 
 mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
-say() { echo "$*" | tee -a "$OUT"; }
+# shellcheck source=tests/bench/lib.sh
+source "$HERE/lib.sh"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-json_field() { # json_field JSON PATH(dot-separated)
-    python3 -c 'import json,sys; v=json.loads(sys.argv[1])
-for k in sys.argv[2].split("."): v=v[k]
-print(round(v, 2) if isinstance(v, float) else v)' "$1" "$2"
-}
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", x / y }'; }
 HZ=$(getconf CLK_TCK)
 # CPU use inside a measured window: a sampler (every 0.2 s) runs from cpu_start to cpu_window;

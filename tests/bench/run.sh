@@ -26,18 +26,9 @@ OUT=${OUT:-target/bench-results.txt}
 BIN=target/release/grantline
 TMP=$(mktemp -d /tmp/grantline-bench.XXXXXX)
 DATA="$TMP/data"
-SERVER_PID=""
-
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$TMP"; else echo "kept $TMP"; fi
-}
-trap cleanup EXIT
-
-say() { echo "$*" | tee -a "$OUT"; }
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
+trap stop_server_and_clean_up EXIT
 : > "$OUT"
 
 say "# grantline benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -47,17 +38,6 @@ echo "building release..." >&2
 cargo build --release -p grantline >&2
 
 # --- Baselines, same run -------------------------------------------------------------------
-# Criterion's middle estimate, converted to seconds.
-crit() { # crit NAME -> seconds per iteration
-    local name=$1
-    awk -v n="$name" '
-        $0 ~ "^"n"[[:space:]]*$" || $1 == n { found = 1 }
-        found && /time:/ {
-            gsub(/\[|\]/, ""); for (i = 1; i <= NF; i++) if ($i == "time:") { v = $(i+3); u = $(i+4) }
-            m = (u == "ns") ? 1e-9 : (u == "µs" || u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : 1
-            printf "%.9g\n", v * m; exit
-        }' "$TMP/criterion.txt"
-}
 echo "baselines (criterion)..." >&2
 cargo bench -p grantline-ledger --bench ledger -- --warm-up-time 1 --measurement-time 4 \
     'ed25519/verify_strict_single|ed25519/verify_batch_64|sled/insert_flush_each|sled/insert_256_flush_once|merkle/inclusion_proof_at_1m|merkle/consistency_proof_at_1m|store/append_batch_256|store/inclusion_proof_at_1m|store/consistency_proof_at_1m' \
@@ -83,33 +63,7 @@ say "in-process proofs at 1M leaves from the sled store (as served): inclusion $
 say "  from an all-in-memory tree, for comparison: inclusion $(us "$INCL_S") µs, consistency $(us "$CONS_S") µs"
 
 # --- Server helpers ------------------------------------------------------------------------
-start_server() { # sets SERVER_PID, URL and START_S (spawn to first /healthz answer)
-    local t0 t1
-    : > "$TMP/server.out"
-    t0=$(date +%s.%N)
-    RUST_LOG=info "$BIN" serve --data "$DATA" --addr 127.0.0.1:0 > "$TMP/server.out" 2>> "$TMP/server.err" &
-    SERVER_PID=$!
-    for _ in $(seq 1 6000); do
-        grep -q "listening on" "$TMP/server.out" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; exit 1; }
-        sleep 0.01
-    done
-    URL=$(sed -n 's/^grantline listening on //p' "$TMP/server.out")
-    curl -sf "$URL/healthz" > /dev/null
-    t1=$(date +%s.%N)
-    START_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-}
-stop_server() {
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=""
-}
 rss_mb() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
-json_field() { # json_field JSON PATH(dot-separated)
-    python3 -c 'import json,sys; v=json.loads(sys.argv[1])
-for k in sys.argv[2].split("."): v=v[k]
-print(round(v, 2) if isinstance(v, float) else v)' "$1" "$2"
-}
 LG() { "$BIN" loadgen --server "$URL" "$@"; }
 
 # --- Appends over HTTP ---------------------------------------------------------------------

@@ -24,18 +24,9 @@ OUT=${OUT:-target/bench-tiles.txt}
 BIN=$PWD/target/release/grantline
 TMP=$(mktemp -d /tmp/grantline-bench-tiles.XXXXXX)
 DATA="$TMP/data"
-SERVER_PID=""
-
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$TMP"; else echo "kept $TMP"; fi
-}
-trap cleanup EXIT
-
-say() { echo "$*" | tee -a "$OUT"; }
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
+trap stop_server_and_clean_up EXIT
 : > "$OUT"
 say "# grantline tile benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -46,35 +37,10 @@ cargo build --release -p grantline >&2
 echo "baseline (criterion)..." >&2
 cargo bench -p grantline-ledger --bench ledger -- --warm-up-time 1 --measurement-time 4 \
     'ed25519/verify_strict_single' > "$TMP/criterion.txt" 2>&1
-VERIFY_S=$(awk '/ed25519\/verify_strict_single/ { f = 1 } f && /time:/ {
-    gsub(/\[|\]/, ""); for (i = 1; i <= NF; i++) if ($i == "time:") { v = $(i+3); u = $(i+4) }
-    m = (u == "ns") ? 1e-9 : (u == "µs" || u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : 1
-    printf "%.9g\n", v * m; exit }' "$TMP/criterion.txt")
+VERIFY_S=$(crit ed25519/verify_strict_single)
 A=$(awk -v t="$VERIFY_S" 'BEGIN { printf "%.0f", 1 / t }')
 say "baseline (a) single-core Ed25519 verify: $A/s"
 
-start_server() {
-    : > "$TMP/server.out"
-    "$BIN" serve --data "$DATA" --addr 127.0.0.1:0 > "$TMP/server.out" 2>> "$TMP/server.err" &
-    SERVER_PID=$!
-    for _ in $(seq 1 6000); do
-        grep -q "listening on" "$TMP/server.out" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; exit 1; }
-        sleep 0.01
-    done
-    URL=$(sed -n 's/^grantline listening on //p' "$TMP/server.out")
-    curl -sf "$URL/healthz" > /dev/null
-}
-stop_server() {
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=""
-}
-json_field() { # json_field JSON PATH(dot-separated)
-    python3 -c 'import json,sys; v=json.loads(sys.argv[1])
-for k in sys.argv[2].split("."): v=v[k]
-print(round(v, 2) if isinstance(v, float) else v)' "$1" "$2"
-}
 secs() { # secs CMD...: runs it, prints wall seconds
     local t0 t1
     t0=$(date +%s.%N)
