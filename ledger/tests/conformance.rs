@@ -994,3 +994,26 @@ fn rows_cannot_be_updated_or_deleted() {
     let rebuilt = replica(fresh_dir.path(), &url).unwrap();
     assert_same_log(&store, &rebuilt);
 }
+
+#[test]
+fn database_names_are_valid_identifiers_and_urls_keep_everything_but_the_name() {
+    let long = common::pg::database_name(
+        "Some::Test-Name with spaces and a very long tail that goes on and on",
+        4_194_304,
+        99,
+    );
+    assert!(long.len() <= common::pg::NAME_BYTES_MAX, "{long}");
+    assert!(long.starts_with("gl_some__test_name_with_spaces"), "{long}");
+    assert!(long.ends_with("_4194304_99"), "{long}");
+    assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{long}");
+    assert_eq!(common::pg::database_name("x", 1, 2), "gl_x_1_2");
+    assert_eq!(
+        common::pg::with_database("postgres://postgres@127.0.0.1:5/postgres", "d"),
+        "postgres://postgres@127.0.0.1:5/d"
+    );
+    assert_eq!(common::pg::with_database("postgres://u:p@h:5", "d"), "postgres://u:p@h:5/d");
+    assert_eq!(
+        common::pg::with_database("postgresql://u@h/db?sslmode=disable", "d"),
+        "postgresql://u@h/d?sslmode=disable"
+    );
+}

@@ -23,7 +23,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,16 +37,17 @@ use serde_json::json;
 
 use super::{envelope, BIN, PROJECT, RESOURCE};
 
+// The ledger's own helpers for a fresh database per test, shared rather than copied.
+#[path = "../../ledger/tests/common/pg.rs"]
+mod pg;
 /// A superuser URL of the test server: `postgres://postgres@127.0.0.1:PORT/postgres`.
-pub(crate) const TEST_PG_ENV: &str = "GRANTLINE_TEST_PG";
+pub(crate) const TEST_PG_ENV: &str = pg::TEST_PG_ENV;
 /// The test server's data directory (for `pg_ctl restart`).
 pub(crate) const PGDATA_ENV: &str = "GRANTLINE_TEST_PGDATA";
 /// The test server's `pg_ctl`.
 pub(crate) const PG_CTL_ENV: &str = "GRANTLINE_TEST_PG_CTL";
 /// The origin of every cluster ledger.
 pub(crate) const ORIGIN: &str = "localhost/cluster";
-/// PostgreSQL's limit on identifiers (NAMEDATALEN - 1), database names included.
-const NAME_BYTES_MAX: usize = 63;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A node must exit this long after SIGTERM (its grace period for open connections is 10 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +64,6 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 const POLL_EVERY: Duration = Duration::from_millis(100);
 
 static SERIAL: Mutex<()> = Mutex::new(());
-static DATABASES: AtomicU64 = AtomicU64::new(0);
 
 /// The cluster tests run one at a time: they share the PostgreSQL server (one of them restarts
 /// it) and 2 cores, and they measure failover times.
@@ -78,18 +78,7 @@ pub(crate) fn under_ci() -> bool {
 /// The test server's URL, or `None` (after a notice) when none is configured; under `CI=true`
 /// a missing server fails the test instead.
 pub(crate) fn test_pg(test: &str) -> Option<String> {
-    match std::env::var(TEST_PG_ENV) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let how = format!(
-                "set {TEST_PG_ENV}=postgres://postgres@127.0.0.1:PORT/postgres (a superuser URL; .ci/run starts a \
-                 throwaway server)"
-            );
-            assert!(!under_ci(), "the PostgreSQL cluster tests must run under CI=true: {how}");
-            eprintln!("NOTICE: {test}: PostgreSQL cluster test skipped: {how}");
-            None
-        }
-    }
+    pg::test_server(test)
 }
 
 pub(crate) fn elapsed_s(d: Duration) -> String {
@@ -108,17 +97,8 @@ pub(crate) struct Database {
 
 impl Database {
     pub(crate) fn create(base: &str, test: &str) -> Database {
-        let mut client = postgres::Client::connect(base, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to {TEST_PG_ENV}={base}: {e}"));
-        for _ in 0..100 {
-            let name = database_name(test, std::process::id(), DATABASES.fetch_add(1, Ordering::Relaxed));
-            match client.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
-                Ok(()) => return Database { base: base.to_string(), url: with_database(base, &name), name },
-                Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => continue,
-                Err(e) => panic!("cannot create database {name} in {base}: {e}"),
-            }
-        }
-        panic!("no free database name for {test} in {base}");
+        let (name, url) = pg::create_database(base, test);
+        Database { base: base.to_string(), name, url }
     }
 
     /// A new connection (a PostgreSQL restart breaks old ones).
@@ -146,29 +126,6 @@ impl Drop for Database {
         if let Ok(mut client) = postgres::Client::connect(&self.base, postgres::NoTls) {
             let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
         }
-    }
-}
-
-/// `gl_<test>_<pid>_<counter>`: lowercase letters, digits and `_` only, at most 63 bytes.
-fn database_name(test: &str, pid: u32, counter: u64) -> String {
-    let suffix = format!("_{pid}_{counter}");
-    let room = NAME_BYTES_MAX - "gl_".len() - suffix.len();
-    let test: String =
-        test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(room).collect();
-    format!("gl_{test}{suffix}")
-}
-
-/// `url` with its database name replaced by `name` (user, host, port and parameters kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or_else(|| panic!("{TEST_PG_ENV} is not a URL: {url}"));
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
-    let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
-    match query {
-        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
-        None => format!("{scheme}://{authority}/{name}"),
     }
 }
 

@@ -2,7 +2,8 @@
 //! (`.ci/run` starts a throwaway one and sets it).
 //!
 //! Without `GRANTLINE_TEST_PG` a PostgreSQL test skips with a notice, except under `CI=true`,
-//! where it fails: CI must never pass by running none of them.
+//! where it fails: CI must never pass by running none of them. The root package's cluster tests
+//! use this file too (`tests/common/cluster.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,33 +11,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) const TEST_PG_ENV: &str = "GRANTLINE_TEST_PG";
 
 /// PostgreSQL's limit on identifiers (NAMEDATALEN - 1), database names included.
-const NAME_BYTES_MAX: usize = 63;
+pub(crate) const NAME_BYTES_MAX: usize = 63;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The URL of a new, empty database for `test` (named `gl_<test>_<pid>_<counter>`), or `None`
 /// when no test server is configured (after printing why; under `CI=true` it panics instead).
 pub(crate) fn fresh_database(test: &str) -> Option<String> {
-    let base = match std::env::var(TEST_PG_ENV) {
-        Ok(url) if !url.trim().is_empty() => url,
+    let base = test_server(test)?;
+    Some(create_database(&base, test).1)
+}
+
+/// The test server's URL, or `None` (after a notice) when none is configured; under `CI=true`
+/// a missing server fails the test instead.
+pub(crate) fn test_server(test: &str) -> Option<String> {
+    match std::env::var(TEST_PG_ENV) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
             let how = format!(
-                "set {TEST_PG_ENV}=postgres://user@127.0.0.1:PORT/postgres (.ci/run starts a throwaway server)"
+                "set {TEST_PG_ENV}=postgres://postgres@127.0.0.1:PORT/postgres (a superuser URL; .ci/run starts a \
+                 throwaway server)"
             );
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL tests must run under CI=true: {how}");
             }
             eprintln!("NOTICE: {test}: PostgreSQL tests skipped: {how}");
-            return None;
+            None
         }
-    };
-    let mut client = postgres::Client::connect(&base, postgres::NoTls)
+    }
+}
+
+/// Creates a new, empty database for `test` in the server at `base`; returns its name and URL.
+pub(crate) fn create_database(base: &str, test: &str) -> (String, String) {
+    let mut client = postgres::Client::connect(base, postgres::NoTls)
         .unwrap_or_else(|e| panic!("cannot connect to {TEST_PG_ENV}={base}: {e}"));
     // A name left over from an earlier run with the same pid is skipped, not reused.
     for _ in 0..100 {
         let name = database_name(test, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         match client.batch_execute(&format!("CREATE DATABASE \"{name}\"")) {
-            Ok(()) => return Some(with_database(&base, &name)),
+            Ok(()) => {
+                let url = with_database(base, &name);
+                return (name, url);
+            }
             Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => continue,
             Err(e) => panic!("cannot create database {name} in {base}: {e}"),
         }
@@ -66,17 +82,4 @@ pub(crate) fn with_database(url: &str, name: &str) -> String {
         Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
         None => format!("{scheme}://{authority}/{name}"),
     }
-}
-
-#[test]
-fn database_names_are_valid_identifiers_and_urls_keep_everything_but_the_name() {
-    let long = database_name("Some::Test-Name with spaces and a very long tail that goes on and on", 4_194_304, 99);
-    assert!(long.len() <= NAME_BYTES_MAX, "{long}");
-    assert!(long.starts_with("gl_some__test_name_with_spaces"), "{long}");
-    assert!(long.ends_with("_4194304_99"), "{long}");
-    assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{long}");
-    assert_eq!(database_name("x", 1, 2), "gl_x_1_2");
-    assert_eq!(with_database("postgres://postgres@127.0.0.1:5/postgres", "d"), "postgres://postgres@127.0.0.1:5/d");
-    assert_eq!(with_database("postgres://u:p@h:5", "d"), "postgres://u:p@h:5/d");
-    assert_eq!(with_database("postgresql://u@h/db?sslmode=disable", "d"), "postgresql://u@h/d?sslmode=disable");
 }
