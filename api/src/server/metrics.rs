@@ -232,33 +232,29 @@ pub(crate) struct WitnessMetric {
 /// The witnesses' lines of `/metrics`; `quorum_size` is the size of the newest checkpoint
 /// that reached the quorum (what readers are served).
 pub(crate) fn render_witnesses(out: &mut String, witnesses: &[WitnessMetric], quorum_size: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP grantline_witness_cosigned_size The largest checkpoint size each witness cosigned.\n\
-         # TYPE grantline_witness_cosigned_size gauge"
-    );
-    for w in witnesses {
-        let _ = writeln!(
-            out,
-            "grantline_witness_cosigned_size{{witness=\"{}\",url=\"{}\"}} {}",
-            escape_label(&w.name),
-            escape_label(&w.url),
+    type Value = fn(&WitnessMetric) -> u64;
+    let families: [(&str, &str, &str, Value); 2] = [
+        ("grantline_witness_cosigned_size", "The largest checkpoint size each witness cosigned.", "gauge", |w| {
             w.cosigned_size
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP grantline_witness_failures_total Witness requests that brought back no valid cosignature.\n\
-         # TYPE grantline_witness_failures_total counter"
-    );
-    for w in witnesses {
-        let _ = writeln!(
-            out,
-            "grantline_witness_failures_total{{witness=\"{}\",url=\"{}\"}} {}",
-            escape_label(&w.name),
-            escape_label(&w.url),
-            w.failures
-        );
+        }),
+        (
+            "grantline_witness_failures_total",
+            "Witness requests that brought back no valid cosignature.",
+            "counter",
+            |w| w.failures,
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for w in witnesses {
+            let _ = writeln!(
+                out,
+                "{name}{{witness=\"{}\",url=\"{}\"}} {}",
+                escape_label(&w.name),
+                escape_label(&w.url),
+                value(w)
+            );
+        }
     }
     let _ = writeln!(
         out,
