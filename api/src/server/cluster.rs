@@ -184,17 +184,20 @@ impl Cluster {
             },
             Role::Follower => self.follower_beat(store),
         }
+        // The replica's size before the head: the replica only grows with what the database
+        // committed, so a head read after it is never smaller unless the database lost records.
+        // (Read the other way round, a catch-up between the two reads looked like a lost head.)
+        let seen = store.size();
         match self.pg.head() {
-            Ok(head) if head.size < store.size() => self.halt(format!(
-                "the database holds {} records but this node has seen {}: it is behind (an old backup restored?); \
-                 nothing will be signed for that history",
-                head.size,
-                store.size()
+            Ok(head) if head.size < seen => self.halt(format!(
+                "the database holds {} records but this node has seen {seen}: it is behind (an old backup \
+                 restored?); nothing will be signed for that history",
+                head.size
             )),
             Ok(head) => {
                 self.epoch_seen.store(head.epoch, Ordering::Relaxed);
-                self.lag_records.store(head.size - store.size(), Ordering::Relaxed);
-                if head.size == store.size() {
+                self.lag_records.store(head.size - seen, Ordering::Relaxed);
+                if head.size == seen {
                     self.level_at_ms.store(crate::now_ms(), Ordering::Relaxed);
                 }
             }
